@@ -1,0 +1,179 @@
+"""The proxy hosts: a copy of a base root per host, booted with systemd-nspawn in its namespace."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from lab import config, state
+from lab.config import Node
+from lab.net import mirror_addresses
+from lab.sh import LabError, run
+
+BOOT_TIMEOUT = 90.0
+
+
+def root_of(node: Node) -> Path:
+    return config.STATE_DIR / "hosts" / node.name
+
+
+def ensure_ssh_key() -> str:
+    """The lab's SSH key pair (made once); returns the public key."""
+    key = config.ssh_key_path()
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "proxy-lab", "-f", str(key)])
+    return key.with_suffix(".pub").read_text()
+
+
+def prepare_root(node: Node, base: Path, public_key: str) -> None:
+    """Copy BASE for NODE and make it that host: its own host keys, name, machine id, login key."""
+    root = root_of(node)
+    if (root / ".lab-ready").exists():
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    run(["cp", "-a", "--reflink=auto", str(base), str(root)])
+    run(["ssh-keygen", "-q", "-A", "-f", str(root)])
+    (root / "etc/hostname").write_text(f"{node.name}\n")
+    (root / "etc/machine-id").write_text(secrets.token_hex(16) + "\n")
+    mirror_lines = "".join(f"{ip} {config.MIRROR_HOST}\n" for ip in mirror_addresses()[:1])
+    (root / "etc/hosts").write_text(
+        f"127.0.0.1 localhost\n{node.address} {node.name}\n{mirror_lines}"
+    )
+    ssh_dir = root / "home/admin/.ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    (ssh_dir / "authorized_keys").write_text(public_key)
+    uid, gid = _admin_ids(root)
+    for path in (ssh_dir, ssh_dir / "authorized_keys"):
+        os.chown(path, uid, gid)
+    (ssh_dir / "authorized_keys").chmod(0o600)
+    (root / ".lab-ready").write_text("")
+
+
+def _admin_ids(root: Path) -> tuple[int, int]:
+    for line in (root / "etc/passwd").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == "admin":
+            return int(fields[2]), int(fields[3])
+    raise LabError(f"no admin user in {root}")
+
+
+def boot(node: Node, lab_state: dict) -> None:
+    """Boot NODE's root with systemd in its namespace, unless it already runs."""
+    if state.pid_alive(lab_state["pids"].get(node.name)):
+        return
+    log = open(config.STATE_DIR / f"{node.name}.console.log", "wb")  # noqa: SIM115 (child keeps it)
+    env = dict(os.environ, SYSTEMD_NSPAWN_API_VFS_WRITABLE="network")
+    proc = subprocess.Popen(
+        [
+            "systemd-nspawn",
+            "--quiet",
+            "-D",
+            str(root_of(node)),
+            "--boot",
+            # No system bus on the machine: don't register with machined, don't make a scope.
+            "--register=no",
+            "--keep-unit",
+            # nftables and routes inside the host need it, as on a VM.
+            "--capability=CAP_NET_ADMIN",
+            f"--network-namespace-path=/run/netns/{node.netns}",
+            f"--machine={node.name}",
+            "--console=read-only",
+            "--resolv-conf=off",
+            "--timezone=off",
+            "--link-journal=no",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    state.record_pid(lab_state, node.name, proc.pid)
+
+
+def leader_pid(nspawn_pid: int) -> int | None:
+    """PID of the container's init (systemd): the child of systemd-nspawn."""
+    for task in Path(f"/proc/{nspawn_pid}/task").glob("*"):
+        children = (task / "children").read_text().split()
+        if children:
+            return int(children[0])
+    return None
+
+
+def wait_running(node: Node, lab_state: dict) -> None:
+    """Wait until NODE's systemd says running (or degraded) and its sshd accepts connections."""
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    nspawn_pid = lab_state["pids"][node.name]
+    while time.monotonic() < deadline:
+        if not state.pid_alive(nspawn_pid):
+            log = (config.STATE_DIR / f"{node.name}.console.log").read_text(errors="replace")
+            raise LabError(f"{node.name}: systemd-nspawn exited during boot:\n{log[-2000:]}")
+        leader = leader_pid(nspawn_pid)
+        if leader:
+            lab_state["leaders"][node.name] = leader
+            status = exec_in(node.name, lab_state, ["systemctl", "is-system-running"])
+            if status.stdout.strip() in ("running", "degraded") and _port_open(node.address, 22):
+                state.save(lab_state)
+                return
+        time.sleep(0.5)
+    raise LabError(f"{node.name} did not finish booting in {BOOT_TIMEOUT:.0f} s")
+
+
+def _port_open(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def exec_in(name: str, lab_state: dict, cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """Run CMD as root inside lab member NAME (container or bare namespace)."""
+    return subprocess.run(
+        command_for(name, lab_state, cmd), text=True, capture_output=True, **kwargs
+    )
+
+
+def command_for(name: str, lab_state: dict, cmd: list[str]) -> list[str]:
+    """The machine-side command line that runs CMD inside lab member NAME."""
+    leader = lab_state.get("leaders", {}).get(name)
+    if leader:
+        path = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        return [
+            "nsenter",
+            f"--target={leader}",
+            "--mount",
+            "--uts",
+            "--ipc",
+            "--net",
+            "--pid",
+            "--",
+            "/usr/bin/env",
+            "-i",
+            path,
+            "TERM=dumb",
+            *cmd,
+        ]
+    return ["ip", "netns", "exec", config.NS_PREFIX + name, *cmd]
+
+
+def write_known_hosts(members: list[Node]) -> None:
+    """known_hosts for the lab's hosts, so pyinfra can check host keys strictly."""
+    lines = []
+    for node in members:
+        if node.container:
+            for pub in sorted((root_of(node) / "etc/ssh").glob("ssh_host_*_key.pub")):
+                keytype, key = pub.read_text().split()[:2]
+                lines.append(f"{node.address} {keytype} {key}\n")
+    config.known_hosts_path().write_text("".join(lines))
+
+
+def remove_roots() -> None:
+    shutil.rmtree(config.STATE_DIR / "hosts", ignore_errors=True)
