@@ -248,3 +248,9 @@ def can_connect(source: str, address: str, port: int, timeout: float = 2.0) -> b
     )
     cmd = ["ip", "netns", "exec", config.NS_PREFIX + source, sys.executable, "-c", probe]
     return subprocess.run(cmd, capture_output=True).returncode == 0
+
+
+def exec_command_output(name: str, cmd: list[str]) -> str:
+    """Run CMD inside lab member NAME as root; its standard output (stderr is dropped)."""
+    lab_state = state.load()
+    return hosts.exec_in(name, lab_state, cmd).stdout

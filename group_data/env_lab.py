@@ -1,0 +1,16 @@
+"""Settings for the lab (instances tagged Environment=lab): its allowlists and load shape."""
+
+# The machine running pyinfra (the lab bridge). The deploy refuses to run if its own address
+# would be shut out by the new SSH rule.
+admin_cidrs = ["10.77.0.1/32"]
+
+# The legitimate traffic source (loadgen), and the admin machine for health checks.
+# The outsider (10.77.0.30) is deliberately not here.
+allowed_http_cidrs = ["10.77.0.20/32", "10.77.0.1/32"]
+
+# In the lab one address (loadgen) stands for every client, and the load tests send a few
+# hundred requests a second from it: the per-client limits are raised so they measure the
+# retries, not the rate limiter. In production the limits apply per real client address.
+rate_limit_rps = 5000
+rate_limit_burst = 5000
+conn_limit_per_client = 1000

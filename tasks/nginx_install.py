@@ -1,0 +1,99 @@
+"""Install nginx: from the distribution (default) or from nginx.org's stable repository.
+
+Owns: the packages `nginx` and `curl` (curl runs the post-reload health check); for
+`nginx_source = "nginx.org"` also `gnupg` and the files
+/usr/share/keyrings/nginx-archive-keyring.asc,
+/etc/apt/sources.list.d/nginx-org.list and /etc/apt/preferences.d/90-nginx-org.
+Reads: nginx_source.
+Leaves alone: the nginx configuration (tasks/nginx_proxy.py) and the service state.
+"""
+
+from __future__ import annotations
+
+from shlex import quote
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.facts.files import File
+from pyinfra.facts.server import LinuxDistribution
+from pyinfra.operations import apt, files, server
+from pyinfra.operations.util import any_changed
+
+from tasks.activation import TEMPLATES
+from tasks.settings import (
+    NGINX_ORG_KEY_FINGERPRINTS,
+    NGINX_ORG_KEY_URL,
+    NGINX_ORG_KEYRING,
+    for_host,
+)
+
+# Package lists are refreshed at most hourly: a re-run must not report a change every time.
+APT_CACHE_SECONDS = 3600
+
+
+@deploy("Install nginx")
+def install_nginx() -> None:
+    if for_host(host).nginx_source == "nginx.org":
+        nginx_org_repository()
+    apt.packages(
+        name="Install nginx and curl",
+        packages=["nginx", "curl"],
+        update=True,
+        cache_time=APT_CACHE_SECONDS,
+    )
+
+
+@deploy("Add the nginx.org stable repository")
+def nginx_org_repository() -> None:
+    """nginx.org's signed repository, pinned above the distribution's nginx (newer features:
+    `resolve` on upstream servers needs 1.27.3+). The signing keys are downloaded once and
+    installed only if their fingerprints are exactly the ones nginx.org documents."""
+    distro = host.get_fact(LinuxDistribution)
+    meta = distro["release_meta"]
+    apt.packages(
+        name="Install gnupg (to check nginx.org's key) and ca-certificates",
+        packages=["gnupg", "ca-certificates", "curl"],
+        update=True,
+        cache_time=APT_CACHE_SECONDS,
+    )
+    key = None
+    if not host.get_fact(File, path=NGINX_ORG_KEYRING):
+        key = server.shell(
+            name=f"Install nginx.org's signing keys at {NGINX_ORG_KEYRING} (fingerprints checked)",
+            commands=[fetch_checked_key_command()],
+        )
+    source = files.template(
+        name="Install /etc/apt/sources.list.d/nginx-org.list",
+        src=f"{TEMPLATES}/nginx/nginx-org.list.j2",
+        dest="/etc/apt/sources.list.d/nginx-org.list",
+        vendor=(distro.get("name") or "debian").split()[0].lower(),
+        codename=meta.get("VERSION_CODENAME") or meta.get("CODENAME"),
+        keyring=NGINX_ORG_KEYRING,
+    )
+    files.template(
+        name="Pin nginx to nginx.org in /etc/apt/preferences.d/90-nginx-org",
+        src=f"{TEMPLATES}/nginx/nginx-org.pref.j2",
+        dest="/etc/apt/preferences.d/90-nginx-org",
+    )
+    apt.update(
+        name="Refresh package lists (nginx.org repository added)",
+        _if=any_changed(*(op for op in (key, source) if op is not None)),
+    )
+
+
+def fetch_checked_key_command() -> str:
+    """Shell: download nginx.org's key file, list its primary key fingerprints with gpg, and
+    install it only when they are exactly NGINX_ORG_KEY_FINGERPRINTS."""
+    expected = " ".join(sorted(NGINX_ORG_KEY_FINGERPRINTS))
+    primaries = (
+        'gpg --show-keys --with-colons "$tmp"'
+        " | awk -F: '/^pub/{p=1;next} p&&/^fpr/{print $10;p=0}'"
+        " | sort | tr '\\n' ' ' | sed 's/ $//'"
+    )
+    return (
+        f'tmp=$(mktemp) && curl -fsSL {quote(NGINX_ORG_KEY_URL)} -o "$tmp"'
+        f" && found=$({primaries})"
+        f' && if [ "$found" = {quote(expected)} ]; then install -m 644 "$tmp" {NGINX_ORG_KEYRING};'
+        f' else echo "nginx.org key fingerprints $found are not the expected {expected}" >&2;'
+        ' rm -f "$tmp"; exit 1; fi; rm -f "$tmp"'
+    )

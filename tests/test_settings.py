@@ -1,0 +1,479 @@
+"""tasks/settings.py: defaults, every rule, derived values, upstream lines, the docs table."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+import paramiko
+import pytest
+from pyinfra.api import Inventory
+
+from tasks import settings as st
+from tasks.settings import Settings, SettingsError, from_data
+
+# firewall_enabled is on by default and these two have no safe default: every valid host sets them.
+REQUIRED: dict[str, Any] = {"admin_cidrs": ["10.77.0.1/32"], "allowed_http_cidrs": ["0.0.0.0/0"]}
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
+
+
+def refused(**data: Any) -> str:
+    """The SettingsError message for REQUIRED plus `data`; fails the test if nothing is refused."""
+    with pytest.raises(SettingsError) as caught:
+        from_data({**REQUIRED, **data})
+    return str(caught.value)
+
+
+# --- defaults ---------------------------------------------------------------------------------
+
+
+def test_defaults_valid_with_required_networks() -> None:
+    s = from_data(REQUIRED)
+    assert s.listen_port == 80
+    assert s.retry_on == ("error", "timeout", "http_500", "http_502", "http_503", "http_504")
+    assert s.proxy_tries is None
+    assert s.tries == 5
+    assert s.admin_cidrs == ("10.77.0.1/32",)
+    assert s.sysctl_overrides == {}
+
+
+def test_defaults_each_pass_their_own_check() -> None:
+    for spec in dataclasses.fields(Settings):
+        default = st._defaults()[spec.name]
+        assert spec.metadata["check"](default) == default, spec.name
+
+
+def test_defaults_refused_without_networks_naming_both() -> None:
+    with pytest.raises(SettingsError) as caught:
+        from_data({})
+    assert caught.value.errors == (
+        "admin_cidrs = []: must list at least one CIDR network when firewall_enabled",
+        "allowed_http_cidrs = []: must list at least one CIDR network when firewall_enabled",
+    )
+
+
+def test_networks_optional_when_firewall_disabled() -> None:
+    assert from_data({"firewall_enabled": False}).admin_cidrs == ()
+
+
+def test_settings_frozen_and_lists_become_tuples() -> None:
+    s = from_data({**REQUIRED, "allowed_methods": ["GET", "POST"]})
+    assert s.allowed_methods == ("GET", "POST")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.listen_port = 81  # type: ignore[misc]
+
+
+def test_sysctl_overrides_read_only() -> None:
+    s = from_data({**REQUIRED, "sysctl_overrides": {"net.ipv4.tcp_syncookies": 1}})
+    with pytest.raises(TypeError):
+        s.sysctl_overrides["net.ipv4.ip_forward"] = 1  # type: ignore[index]
+
+
+# --- one rule per row: the message names the key, the bad value and what is allowed ------------
+
+BAD_VALUES = [
+    ("proxy_tries", 0, "must be None (computed) or an integer from 1 to 10"),
+    ("proxy_tries", True, "must be None (computed) or an integer from 1 to 10"),
+    ("listen_port", "80", "must be an integer from 1 to 65535"),
+    ("listen_port", 70000, "must be an integer from 1 to 65535"),
+    ("upstream_keepalive", -1, "must be an integer from 0 to 1024"),
+    ("target_success_rate", 1.0, "must be a number greater than 0 and less than 1"),
+    ("expected_backend_failure_rate", True, "must be a number at least 0 and less than 1"),
+    ("expected_backend_failure_rate", "0.2", "must be a number at least 0 and less than 1"),
+    ("security_headers", "yes", "must be True or False"),
+    ("firewall_enabled", 1, "must be True or False"),
+    ("nginx_source", "apt", 'must be one of "distribution", "nginx.org"'),
+    ("admin_cidrs", ["10.0.0.1/8"], "must be a list of CIDR networks (no host bits set)"),
+    ("admin_cidrs", "10.0.0.0/8", "must be a list of CIDR networks"),
+    ("allowed_http_cidrs", ["10.0.0.0/33"], "'10.0.0.0/33' is not allowed"),
+    ("trusted_proxy_cidrs", ["0.0.0.0/0"], "not /0"),
+    ("upstream_servers", ["app.internal"], 'must be a list of "host:port"'),
+    ("upstream_servers", ["app.internal:0"], "port 1-65535"),
+    ("upstream_servers", ["::1:8080"], "[IPv6]"),
+    ("upstream_servers", ["999.1.1.1:80"], "'999.1.1.1:80' is not allowed"),
+    ("upstream_servers", ["bad_host:80"], "'bad_host:80' is not allowed"),
+    ("upstream_servers", ["10.0.0.1:80", "10.0.0.1:80"], "'10.0.0.1:80' is listed twice"),
+    ("dns_resolvers", ["dns.google"], "must be a list of IP addresses"),
+    ("dns_resolvers", [3232235777], "3232235777 is not allowed"),
+    ("proxy_read_timeout", "10", 'a duration: an integer and a unit (ms, s, m, h), e.g. "500ms"'),
+    ("proxy_read_timeout", 10, "a duration"),
+    ("proxy_read_timeout", "10 s", "a duration"),
+    ("proxy_read_timeout", "1d", "a duration"),
+    ("proxy_connect_timeout", "90s", "from 100ms to 75s"),
+    ("proxy_next_upstream_timeout", "0s", "from 1s to 10m"),
+    ("sshd_login_grace_time", "500ms", "an integer and a unit (s, m, h)"),
+    (
+        "client_max_body_size",
+        "10g",
+        'a size: an integer with an optional k or m suffix, e.g. "512k"',
+    ),
+    ("client_max_body_size", "0", "from 1k to 1024m"),
+    ("client_max_body_size", "10mb", "a size"),
+    (
+        "allowed_methods",
+        ["GET", "TRACE"],
+        "methods from GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
+    ),
+    ("allowed_methods", ["get"], "'get' is not allowed"),
+    ("allowed_methods", "GET", "must be a list of methods"),
+    ("allowed_methods", [], "at least one (it is empty)"),
+    ("retry_on", ["error", "non_idempotent"], "'non_idempotent' is not allowed"),
+    ("retry_on", ["http_501"], "conditions from error, timeout, invalid_header, http_500"),
+    ("retry_on", ["error", "error"], "'error' is listed twice"),
+    ("blocked_paths", ["wp-admin"], "path prefixes (each starting with /)"),
+    ("blocked_paths", ["/a b"], "'/a b' is not allowed"),
+    ("blocked_paths", ["/a;b{"], "'/a;b{' is not allowed"),
+    ("retry_non_idempotent_locations", ["appointments"], "path prefixes"),
+    ("backend_health_path", "health", 'a path starting with "/"'),
+    ("access_log", "proxy.log", "an absolute file path"),
+    ("server_names", ["~^regex$"], 'hostnames (optionally starting with "*.")'),
+    ("sshd_allow_users", ["root!"], "a list of login names"),
+    ("sshd_ciphers", ["aes256-ctr", "AES 128"], "'AES 128' is not allowed"),
+    ("sysctl_overrides", {"net.ipv4.ip_forward": True}, "value True of net.ipv4.ip_forward"),
+    ("sysctl_overrides", {"bad key": 1}, "key 'bad key' is not allowed"),
+    ("sysctl_overrides", {"net.core.somaxconn": "1\n2"}, "is not allowed"),
+    ("sysctl_overrides", [("net.ipv4.ip_forward", 0)], "a dict of kernel parameter"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "allowed"), BAD_VALUES)
+def test_bad_value_refused_naming_key_value_and_allowed(key: str, value: Any, allowed: str) -> None:
+    message = refused(**{key: value})
+    assert f"{key} = {value!r}: must be " in message
+    assert allowed in message
+
+
+def test_example_message_from_the_brief() -> None:
+    assert (
+        refused(proxy_tries=0)
+        == "proxy_tries = 0: must be None (computed) or an integer from 1 to 10"
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"proxy_tries": 6, "max_tries": 5}, "proxy_tries = 6: must be at most max_tries (5)"),
+        (
+            {"upstream_keepalive_timeout": "30s"},
+            "upstream_keepalive_timeout = '30s': must be shorter than backend_idle_timeout (30s)",
+        ),
+        (
+            {"upstream_keepalive_timeout": "2m", "backend_idle_timeout": "60s"},
+            "upstream_keepalive_timeout = '2m': must be shorter than backend_idle_timeout (60s)",
+        ),
+        (
+            {"ssh_user": "deploy"},
+            "sshd_allow_users = ['admin']: must contain ssh_user ('deploy')",
+        ),
+        (
+            {"admin_cidrs": []},
+            "admin_cidrs = []: must list at least one CIDR network when firewall_enabled",
+        ),
+        (
+            {"upstream_servers": ["app.internal:8080"], "dns_resolvers": []},
+            "dns_resolvers = []: must list at least one IP address when upstream_servers names",
+        ),
+        (
+            {"retry_non_idempotent_locations": ["/appointments"], "allowed_methods": ["GET"]},
+            "retry_non_idempotent_locations = ['/appointments']: has no effect unless "
+            "allowed_methods contains POST or PATCH",
+        ),
+        (
+            {"sshd_ciphers": ["chacha20-poly1305@openssh.com"]},
+            "sshd_ciphers = ['chacha20-poly1305@openssh.com']: must contain one that pyinfra's "
+            "SSH client (paramiko) speaks",
+        ),
+        (
+            {"sshd_kex_algorithms": ["sntrup761x25519-sha512@openssh.com"]},
+            "sshd_kex_algorithms = ['sntrup761x25519-sha512@openssh.com']: must contain one",
+        ),
+    ],
+)
+def test_cross_field_rule_refused(data: dict[str, Any], expected: str) -> None:
+    assert expected in refused(**data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"proxy_tries": 5, "max_tries": 5},
+        {"upstream_keepalive_timeout": "29s"},
+        {"ssh_user": "admin"},
+        {"ssh_user": "deploy", "sshd_allow_users": ["admin", "deploy"]},
+        {"upstream_servers": ["10.0.0.5:8080"], "dns_resolvers": []},
+        {"retry_non_idempotent_locations": ["/appointments"], "allowed_methods": ["PATCH"]},
+    ],
+)
+def test_cross_field_rule_accepts_the_valid_side(data: dict[str, Any]) -> None:
+    from_data({**REQUIRED, **data})
+
+
+def test_cross_rule_skipped_when_its_input_is_invalid() -> None:
+    message = refused(proxy_tries="3", max_tries=2)
+    assert message == "proxy_tries = '3': must be None (computed) or an integer from 1 to 10"
+
+
+def test_all_errors_reported_together_one_per_line() -> None:
+    message = refused(proxy_tries=0, listen_port="80", nginx_source="apt", proxy_trys=3)
+    lines = message.splitlines()
+    assert len(lines) == 4
+    assert [line.split(" = ")[0] for line in lines] == [
+        "proxy_trys",
+        "listen_port",
+        "proxy_tries",
+        "nginx_source",
+    ]
+
+
+def test_long_value_cut_short_in_message() -> None:
+    message = refused(blocked_paths=["/ok"] * 40 + ["bad"])
+    assert len(message.split(": must be")[0]) < 140
+
+
+# --- unknown keys -----------------------------------------------------------------------------
+
+
+def test_unknown_key_refused_with_suggestion() -> None:
+    message = refused(proxy_trys=3)
+    assert message.startswith("proxy_trys = 3: unknown setting")
+    assert "did you mean proxy_tries?" in message
+
+
+def test_unknown_key_refused_without_suggestion() -> None:
+    assert "unknown setting: must be one of those in docs/settings.md" in refused(colour="red")
+
+
+@pytest.mark.parametrize("key", ["ssh_user", "ssh_key", "ec2_instance_id", "ec2_tags", "_sudo"])
+def test_foreign_keys_allowed(key: str) -> None:
+    from_data(
+        {**REQUIRED, key: {"anything": 1}} if key != "ssh_user" else {**REQUIRED, key: "admin"}
+    )
+
+
+# --- derived values ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("failure_rate", "target", "cap", "tries"),
+    [
+        (0.2, 0.999, 10, 5),
+        (0.5, 0.99, 10, 7),
+        (0.1, 0.999, 10, 3),  # 1 - 0.1**3 is 0.99899999... in floating point
+        (0.5, 0.999999, 10, 10),  # would need 20: capped
+        (0.9, 0.999, 3, 3),
+        (0.0, 0.999, 10, 1),
+        (0.2, 0.5, 10, 1),
+    ],
+)
+def test_tries_computed(failure_rate: float, target: float, cap: int, tries: int) -> None:
+    assert st.tries_for(failure_rate, target, cap) == tries
+
+
+def test_tries_from_settings_computed_capped_or_fixed() -> None:
+    assert from_data(REQUIRED).tries == 5
+    assert from_data({**REQUIRED, "max_tries": 3}).tries == 3
+    assert from_data({**REQUIRED, "proxy_tries": 2}).tries == 2
+    assert from_data({**REQUIRED, "expected_backend_failure_rate": 0}).tries == 1
+
+
+def test_expected_success_rate() -> None:
+    assert from_data(REQUIRED).expected_success_rate == pytest.approx(1 - 0.2**5)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("500ms", 0.5), ("10s", 10), ("2m", 120), ("1h", 3600)]
+)
+def test_duration_in_seconds(text: str, seconds: float) -> None:
+    assert st.parse_duration(text) == seconds
+
+
+def test_seconds_of_setting() -> None:
+    s = from_data({**REQUIRED, "proxy_connect_timeout": "500ms"})
+    assert (s.seconds("proxy_connect_timeout"), s.seconds("proxy_read_timeout")) == (0.5, 10)
+
+
+@pytest.mark.parametrize(("text", "size"), [("512k", 524288), ("10m", 10485760), ("1024", 1024)])
+def test_size_in_bytes(text: str, size: int) -> None:
+    assert st.parse_size(text) == size
+
+
+def test_size_bytes_of_setting() -> None:
+    assert from_data(REQUIRED).size_bytes("client_max_body_size") == 10 * 1024 * 1024
+
+
+def test_nginx_user_follows_source() -> None:
+    assert from_data(REQUIRED).nginx_user == "www-data"
+    assert from_data({**REQUIRED, "nginx_source": "nginx.org"}).nginx_user == "nginx"
+
+
+def test_blocked_path_patterns_escape_regex_characters() -> None:
+    s = from_data({**REQUIRED, "blocked_paths": ["/wp-login.php", "/a+b*"]})
+    assert s.blocked_path_patterns == ("~*^/wp-login\\.php", "~*^/a\\+b\\*")
+
+
+def test_host_port_normalised() -> None:
+    s = from_data({**REQUIRED, "upstream_servers": ["App.Internal:8080", "[::0001]:80"]})
+    assert s.upstream_servers == ("app.internal:8080", "[::1]:80")
+
+
+# --- upstream server lines --------------------------------------------------------------------
+
+
+RETRY_5XX = ("error", "timeout", "http_500", "http_502", "http_503", "http_504")
+
+
+def test_single_backend_listed_tries_times_without_max_fails() -> None:
+    lines = st.upstream_server_lines(["10.77.0.10:8080"], 5, False, RETRY_5XX)
+    assert lines == ["server 10.77.0.10:8080 max_fails=0;"] * 5
+
+
+def test_single_backend_never_gets_passive_checks() -> None:
+    lines = st.upstream_server_lines(["10.77.0.10:8080"], 2, False, ("error", "timeout"))
+    assert lines == ["server 10.77.0.10:8080 max_fails=0;"] * 2
+
+
+def test_several_backends_interleaved_to_reach_tries() -> None:
+    lines = st.upstream_server_lines(["10.0.0.1:80", "10.0.0.2:80"], 5, False, RETRY_5XX)
+    assert lines == ["server 10.0.0.1:80 max_fails=0;", "server 10.0.0.2:80 max_fails=0;"] * 3
+
+
+def test_backends_beyond_tries_listed_once() -> None:
+    backend_list = [f"10.0.0.{i}:80" for i in range(1, 8)]
+    lines = st.upstream_server_lines(backend_list, 5, False, RETRY_5XX)
+    assert lines == [f"server {b} max_fails=0;" for b in backend_list]
+
+
+@pytest.mark.parametrize("status", ["http_500", "http_502", "http_503", "http_504", "http_429"])
+def test_no_passive_checks_when_retried_statuses_count_as_failures(status: str) -> None:
+    lines = st.upstream_server_lines(["10.0.0.1:80", "10.0.0.2:80"], 2, False, ("error", status))
+    assert lines == ["server 10.0.0.1:80 max_fails=0;", "server 10.0.0.2:80 max_fails=0;"]
+
+
+def test_several_backends_passive_checks_without_retried_statuses() -> None:
+    retry_on = ("error", "timeout", "invalid_header", "http_404")
+    lines = st.upstream_server_lines(["10.0.0.1:80", "10.0.0.2:80"], 2, False, retry_on)
+    assert lines == [
+        "server 10.0.0.1:80 max_fails=3 fail_timeout=10s;",
+        "server 10.0.0.2:80 max_fails=3 fail_timeout=10s;",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("has_resolve", "expected"),
+    [
+        (True, "server app.internal:8080 resolve max_fails=0;"),
+        (False, "server app.internal:8080 max_fails=0;"),
+    ],
+)
+def test_hostname_backend_resolved_only_when_nginx_has_it(has_resolve: bool, expected: str) -> None:
+    assert st.upstream_server_lines(["app.internal:8080"], 2, has_resolve, RETRY_5XX) == (
+        [expected] * 2
+    )
+
+
+def test_ip_backends_never_get_resolve() -> None:
+    lines = st.upstream_server_lines(["10.0.0.1:80", "[::1]:80"], 3, True, RETRY_5XX)
+    assert not any("resolve" in line for line in lines)
+
+
+def test_backends_from_group_addresses_on_upstream_port() -> None:
+    s = from_data(REQUIRED)
+    found = st.backends(s, ["10.77.0.10", "fd00::10", "10.77.0.10"])
+    assert found == ("10.77.0.10:8080", "[fd00::10]:8080")
+
+
+def test_backends_from_upstream_servers_first() -> None:
+    s = from_data({**REQUIRED, "upstream_servers": ["10.0.0.9:9000"]})
+    assert st.backends(s, ["10.77.0.10"]) == ("10.0.0.9:9000",)
+
+
+@pytest.mark.parametrize("address", ["10.77.0.10:8080", "bad_host", "[::1]"])
+def test_backends_refuse_bad_group_address(address: str) -> None:
+    with pytest.raises(SettingsError, match="must be an IP address or a hostname, without a port"):
+        st.backends(from_data(REQUIRED), [address])
+
+
+def test_backends_refused_when_group_is_empty() -> None:
+    with pytest.raises(SettingsError, match="inventory group 'backends'"):
+        st.backends(from_data(REQUIRED), [])
+
+
+def test_template_vars_hold_settings_lines_and_fact() -> None:
+    s = from_data(REQUIRED)
+    found = st.nginx_template_vars(s, ["10.77.0.10:8080"], nginx_has_resolve=False)
+    assert found == {
+        "s": s,
+        "upstream_servers": ["server 10.77.0.10:8080 max_fails=0;"] * 5,
+        "nginx_has_resolve": False,
+    }
+
+
+@pytest.mark.parametrize(
+    ("version", "has_resolve"),
+    [("1.22.1", False), ("1.26.3", False), ("1.27.2", False), ("1.27.3", True), ("1.30.0", True)],
+)
+def test_nginx_supports_resolve(version: str, has_resolve: bool) -> None:
+    assert st.nginx_supports_resolve(version) is has_resolve
+
+
+# --- pyinfra host data ------------------------------------------------------------------------
+
+
+def test_for_host_reads_merged_host_data() -> None:
+    inventory = Inventory(
+        ([("proxy-1", {"listen_port": 8081, "ssh_user": "admin"})], {"upstream_port": 9000}),
+        proxies=(["proxy-1"], {**REQUIRED, "listen_port": 9999}),
+    )
+    s = st.for_host(inventory.get_host("proxy-1"))
+    assert (s.listen_port, s.upstream_port, s.admin_cidrs) == (8081, 9000, ("10.77.0.1/32",))
+
+
+def test_for_host_error_names_the_host() -> None:
+    inventory = Inventory(([("proxy-2", {"proxy_tries": 0})], REQUIRED))
+    with pytest.raises(SettingsError) as caught:
+        st.for_host(inventory.get_host("proxy-2"))
+    assert str(caught.value).splitlines() == [
+        "invalid settings for host proxy-2:",
+        "proxy_tries = 0: must be None (computed) or an integer from 1 to 10",
+    ]
+
+
+# --- constants checked against their sources --------------------------------------------------
+
+
+def test_paramiko_algorithms_match_paramiko() -> None:
+    transport = paramiko.Transport
+    assert set(transport._preferred_ciphers) >= st.PARAMIKO_CIPHERS
+    assert set(transport._preferred_kex) >= st.PARAMIKO_KEX
+    assert set(transport._preferred_macs) >= st.PARAMIKO_MACS
+
+
+def test_nginx_signing_key_fingerprints_well_formed() -> None:
+    assert len(st.NGINX_ORG_KEY_FINGERPRINTS) == 3
+    assert all(re.fullmatch(r"[0-9A-F]{40}", f) for f in st.NGINX_ORG_KEY_FINGERPRINTS)
+    assert "573BFD6B3D8FBC641079A6ABABF5BD827BD9BF62" in st.NGINX_ORG_KEY_FINGERPRINTS
+
+
+# --- generated docs ---------------------------------------------------------------------------
+
+
+def test_docs_table_lists_every_setting_with_default() -> None:
+    table = st.markdown()
+    for spec in dataclasses.fields(Settings):
+        assert f"| `{spec.name}` |" in table
+    assert "| `proxy_tries` | `None` |" in table
+    assert "| `listen_port` | `80` |" in table
+
+
+def test_docs_settings_md_is_up_to_date() -> None:
+    assert DOCS.read_text() == st.markdown(), (
+        "docs/settings.md is stale: python -m tasks.settings --markdown > docs/settings.md"
+    )
+
+
+def test_main_prints_markdown(capsys: pytest.CaptureFixture[str]) -> None:
+    assert st.main(["--markdown"]) == 0
+    assert capsys.readouterr().out == st.markdown()

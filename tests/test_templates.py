@@ -1,0 +1,437 @@
+"""templates/nginx/*.j2: rendered as pyinfra renders them, checked by content, gixy and nginx -t.
+
+`nginx -t` runs only where an nginx binary is on PATH (the lab hosts run the real one after every
+change); gixy (gixy-ng, in the venv) always runs, on the whole rendered tree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jinja2.exceptions import UndefinedError
+from pyinfra.api.util import get_template
+
+from tasks import settings as st
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "nginx"
+REQUIRED: dict[str, Any] = {"admin_cidrs": ["10.77.0.1/32"], "allowed_http_cidrs": ["0.0.0.0/0"]}
+MIME_TYPES = "types {\n    text/html html;\n    text/plain txt;\n}\n"
+RETRY_ON = "error timeout http_500 http_502 http_503 http_504"
+
+# name: (settings on top of REQUIRED, addresses of the backend_group hosts, nginx_has_resolve)
+VARIANTS: dict[str, tuple[dict[str, Any], list[str], bool]] = {
+    "default": ({}, ["10.77.0.10"], False),
+    "named_behind_balancer": (
+        {
+            "server_names": ["proxy.example.com", "*.example.org"],
+            "trusted_proxy_cidrs": ["10.0.0.0/16"],
+        },
+        ["10.77.0.10"],
+        False,
+    ),
+    "retry_post_limits_off": (
+        {
+            "retry_non_idempotent_locations": ["/appointments", "/pets"],
+            "rate_limit_rps": 0,
+            "conn_limit_per_client": 0,
+            "upstream_keepalive": 0,
+            "security_headers": False,
+            "nginx_source": "nginx.org",
+        },
+        ["10.77.0.10"],
+        False,
+    ),
+    "several_backends": ({"rate_limit_burst": 0}, ["127.0.0.1", "::1"], False),
+    "several_backends_passive": ({"retry_on": ["error", "timeout"]}, ["127.0.0.1", "::1"], False),
+    "hostname_backend": ({"upstream_servers": ["localhost:8080"]}, [], False),
+    "hostname_backend_resolve": ({"upstream_servers": ["localhost:8080"]}, [], True),
+}
+
+
+def render(name: str, **variables: Any) -> str:
+    """Render templates/nginx/NAME exactly as pyinfra's files.template does (StrictUndefined)."""
+    return get_template(str(TEMPLATES / name)).render(**variables)
+
+
+def variables(variant: str) -> dict[str, Any]:
+    data, backend_list, has_resolve = VARIANTS[variant]
+    s = st.from_data({**REQUIRED, **data})
+    return st.nginx_template_vars(s, st.backends(s, backend_list), has_resolve)
+
+
+def rendered(variant: str) -> tuple[str, str]:
+    """(nginx.conf, conf.d/proxy.conf) of a variant."""
+    found = variables(variant)
+    return render("nginx.conf.j2", **found), render("proxy.conf.j2", **found)
+
+
+def render_tree(root: Path, variant: str) -> Path:
+    """The files as they lie in /etc/nginx, under ROOT; returns ROOT/nginx.conf."""
+    main, proxy = rendered(variant)
+    (root / "conf.d").mkdir(parents=True)
+    (root / "conf.d" / "proxy.conf").write_text(proxy)
+    (root / "mime.types").write_text(MIME_TYPES)
+    (root / "nginx.conf").write_text(main)
+    return root / "nginx.conf"
+
+
+def code(text: str) -> str:
+    """TEXT without its comments (no value in these files contains a #)."""
+    return re.sub(r"#.*", "", text)
+
+
+def block(text: str, opening: str) -> str:
+    """The body of the block opened by the line `opening {` (blocks here nest one level deep)."""
+    match = re.search(rf"^\s*{re.escape(opening)} {{\n(.*?)^\s*}}", text, re.M | re.S)
+    assert match, f"no block {opening!r}"
+    return match.group(1)
+
+
+# --- every template ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["nginx.conf.j2", "proxy.conf.j2", "nginx-org.list.j2", "nginx-org.pref.j2"]
+)
+def test_template_starts_with_managed_header(name: str) -> None:
+    head = (TEMPLATES / name).read_text().splitlines()[:4]
+    assert head[0].startswith("# /etc/")
+    assert "Managed by this deploy (tasks/" in head[1]
+    assert any("Do not edit by hand" in line for line in head)
+
+
+def test_missing_variable_fails_render() -> None:
+    with pytest.raises(UndefinedError):
+        render("proxy.conf.j2", s=st.from_data(REQUIRED), nginx_has_resolve=False)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_no_python_or_template_leaks(variant: str) -> None:
+    for text in rendered(variant):
+        assert not re.search(r"\bNone\b|\bTrue\b|\bFalse\b|\(\'|\{\{|\{%", text)
+
+
+# --- nginx.conf -------------------------------------------------------------------------------
+
+
+def test_main_config_hardening_and_includes() -> None:
+    main, _ = rendered("default")
+    for line in [
+        "user www-data;",
+        "server_tokens off;",
+        "client_max_body_size 10m;",
+        "client_body_timeout 10s;",
+        "client_header_timeout 10s;",
+        "pid /run/nginx.pid;",
+        "include mime.types;",
+        "include conf.d/proxy.conf;",
+        "access_log /var/log/nginx/proxy_access.log proxy_json;",
+    ]:
+        assert f"    {line}" in main or f"\n{line}" in main, line
+    assert "sites-enabled" not in code(main)
+    assert not re.search(r"^\s*(daemon|master_process)\b", main, re.M)
+
+
+def test_main_config_user_for_nginx_org() -> None:
+    main, _ = rendered("retry_post_limits_off")
+    assert "\nuser nginx;" in main
+
+
+def test_access_log_format_is_json_with_report_fields() -> None:
+    main, _ = rendered("default")
+    body = re.search(r"log_format proxy_json escape=json\n(.*?);\n", main, re.S)
+    assert body, "no JSON log_format"
+    template = "".join(re.findall(r"'([^']*)'", body.group(1)))
+    # Numbers are unquoted in the format; strings become any text.
+    sample = re.sub(r'"\$\w+"', '"x"', template)
+    sample = re.sub(r"\$\w+", "1", sample)
+    fields = json.loads(sample)
+    assert set(fields) >= {
+        "request_id",
+        "time",
+        "remote_addr",
+        "method",
+        "uri",
+        "path",
+        "status",
+        "request_time",
+        "upstream_status",
+        "upstream_addr",
+        "upstream_response_time",
+        "upstream_connect_time",
+        "bytes_sent",
+        "user_agent",
+        "host",
+        "blocked",
+    }
+    assert '"blocked":$proxy_blocked' in template
+    assert '"upstream_status":"$upstream_status"' in template
+
+
+# --- proxy.conf -------------------------------------------------------------------------------
+
+
+def test_default_retries_one_backend_five_times() -> None:
+    _, proxy = rendered("default")
+    upstream = block(proxy, "upstream backend")
+    assert upstream.count("    server 10.77.0.10:8080 max_fails=0;\n") == 5
+    assert "keepalive 32;" in upstream
+    assert "keepalive_timeout 20s;" in upstream
+    assert f"    proxy_next_upstream {RETRY_ON};\n" in proxy
+    assert "    proxy_next_upstream_tries 5;\n" in proxy
+    assert "    proxy_next_upstream_timeout 15s;\n" in proxy
+    assert "    proxy_http_version 1.1;\n" in proxy
+    assert '    proxy_set_header Connection "";\n' in proxy
+    assert "non_idempotent" not in code(proxy)
+    assert "resolve" not in code(upstream)
+
+
+def test_healthz_answered_by_nginx_and_readyz_by_backend() -> None:
+    _, proxy = rendered("default")
+    healthz = block(proxy, "location = /healthz")
+    assert 'return 200 "ok\\n";' in healthz
+    assert "access_log off;" in healthz
+    assert "proxy_pass" not in code(healthz)
+    readyz = block(proxy, "location = /readyz")
+    assert "proxy_pass http://backend/health;" in readyz
+    assert "access_log off;" in readyz
+
+
+def test_status_page_local_only() -> None:
+    _, proxy = rendered("default")
+    status = block(proxy, "location = /nginx_status")
+    assert "stub_status;" in status
+    assert status.index("allow 127.0.0.1;") < status.index("deny all;")
+
+
+def test_method_allowlist_answers_405() -> None:
+    _, proxy = rendered("default")
+    methods = block(proxy, "map $request_method $proxy_method_allowed")
+    assert re.findall(r"^\s+(\w+) 1;", methods, re.M) == ["GET", "HEAD", "POST"]
+    assert "default 0;" in methods
+    assert "if ($proxy_method_allowed = 0) {\n        return 405;" in proxy
+
+
+def test_blocked_paths_answer_404_and_mark_log() -> None:
+    _, proxy = rendered("default")
+    blocked = block(proxy, "map $uri $proxy_blocked")
+    assert '    "~*^/\\.git" 1;' in blocked
+    assert '    "~*^/wp-login\\.php" 1;' in blocked
+    assert "if ($proxy_blocked) {\n        return 404;" in proxy
+
+
+def test_non_idempotent_only_in_opted_in_locations() -> None:
+    _, proxy = rendered("retry_post_limits_off")
+    for prefix in ("/appointments", "/pets"):
+        location = block(proxy, f"location {prefix}")
+        assert f"proxy_next_upstream {RETRY_ON} non_idempotent;" in location
+        assert "proxy_pass http://backend;" in location
+    assert "non_idempotent" not in code(block(proxy, "location /"))
+    assert f"    proxy_next_upstream {RETRY_ON};\n" in proxy
+
+
+def test_non_idempotent_everywhere_when_root_opted_in() -> None:
+    s = st.from_data({**REQUIRED, "retry_non_idempotent_locations": ["/"]})
+    proxy = render("proxy.conf.j2", **st.nginx_template_vars(s, ["10.0.0.1:80"], False))
+    assert f"proxy_next_upstream {RETRY_ON} non_idempotent;" in block(proxy, "location /")
+    assert proxy.count("location / {") == 1
+
+
+def test_any_host_served_by_default() -> None:
+    _, proxy = rendered("default")
+    assert proxy.count("server {") == 1
+    assert "    listen 80 default_server;\n" in proxy
+
+
+def test_server_names_get_catch_all_with_healthz_only() -> None:
+    _, proxy = rendered("named_behind_balancer")
+    assert proxy.count("server {") == 2
+    catch_all, named = proxy.split("# --- the proxy")
+    assert "listen 80 default_server;" in catch_all
+    assert 'return 200 "ok\\n";' in catch_all
+    assert "return 444;" in catch_all
+    assert "proxy_pass" not in code(catch_all)
+    assert "    listen 80;\n" in named
+    assert "    server_name proxy.example.com *.example.org;\n" in named
+
+
+def test_real_ip_only_from_trusted_proxies() -> None:
+    _, proxy = rendered("named_behind_balancer")
+    assert "set_real_ip_from 10.0.0.0/16;" in proxy
+    assert "real_ip_header X-Forwarded-For;" in proxy
+    assert "    10.0.0.0/16 1;" in block(proxy, "geo $realip_remote_addr $proxy_from_trusted")
+    _, untrusting = rendered("default")
+    assert "set_real_ip_from" not in code(untrusting)
+    assert "proxy_set_header X-Forwarded-For $proxy_x_forwarded_for;" in untrusting
+
+
+def test_limits_keyed_on_client_address() -> None:
+    _, proxy = rendered("default")
+    assert "limit_req_zone $binary_remote_addr zone=proxy_req_per_client:10m rate=100r/s;" in proxy
+    assert "limit_req zone=proxy_req_per_client burst=200 nodelay;" in proxy
+    assert "limit_conn proxy_conn_per_client 100;" in proxy
+    assert "limit_req_status 429;" in proxy
+
+
+def test_limits_off_when_zero() -> None:
+    _, proxy = rendered("retry_post_limits_off")
+    assert not re.search(r"^\s*limit_(req|conn) ", proxy, re.M)
+    assert "limit_req_zone" not in code(proxy)
+
+
+def test_burst_zero_omitted() -> None:
+    _, proxy = rendered("several_backends")
+    assert "    limit_req zone=proxy_req_per_client;\n" in proxy
+
+
+def test_security_headers_always_and_optional() -> None:
+    _, proxy = rendered("default")
+    assert 'add_header X-Content-Type-Options "nosniff" always;' in proxy
+    assert 'add_header X-Frame-Options "DENY" always;' in proxy
+    _, without = rendered("retry_post_limits_off")
+    assert "X-Frame-Options" not in code(without)
+    assert "add_header X-Request-ID $proxy_request_id always;" in without
+
+
+def test_add_header_only_at_http_level() -> None:
+    # A server or location with its own add_header silently drops the inherited ones.
+    for variant in VARIANTS:
+        _, proxy = rendered(variant)
+        assert not re.search(r"^\s+add_header", proxy, re.M), variant
+
+
+def test_keepalive_off_when_zero() -> None:
+    _, proxy = rendered("retry_post_limits_off")
+    assert "keepalive" not in code(block(proxy, "upstream backend"))
+
+
+def test_several_backends_interleaved_without_max_fails() -> None:
+    _, proxy = rendered("several_backends")
+    upstream = block(proxy, "upstream backend")
+    assert (
+        re.findall(r"^\s+(server .*)$", upstream, re.M)
+        == [
+            "server 127.0.0.1:8080 max_fails=0;",
+            "server [::1]:8080 max_fails=0;",
+        ]
+        * 3
+    )
+    assert "    proxy_next_upstream_tries 5;\n" in proxy
+
+
+def test_several_backends_passive_checks_when_no_status_retried() -> None:
+    _, proxy = rendered("several_backends_passive")
+    upstream = block(proxy, "upstream backend")
+    assert upstream.count("server 127.0.0.1:8080 max_fails=3 fail_timeout=10s;") == 3
+    assert "    proxy_next_upstream error timeout;\n" in proxy
+
+
+def test_resolve_and_resolver_only_when_nginx_has_them() -> None:
+    _, proxy = rendered("hostname_backend_resolve")
+    upstream = block(proxy, "upstream backend")
+    assert "    resolver 169.254.169.253;\n" in upstream
+    assert "server localhost:8080 resolve max_fails=0;" in upstream
+    _, older = rendered("hostname_backend")
+    assert not re.search(r"\bresolver?\b", code(block(older, "upstream backend")))
+
+
+# --- nginx.org apt files ----------------------------------------------------------------------
+
+
+def test_nginx_org_source_signed_by_its_keyring() -> None:
+    text = render(
+        "nginx-org.list.j2", vendor="debian", codename="trixie", keyring=st.NGINX_ORG_KEYRING
+    )
+    deb = [line for line in text.splitlines() if line.startswith("deb ")]
+    assert deb == [
+        f"deb [signed-by={st.NGINX_ORG_KEYRING}] https://nginx.org/packages/debian trixie nginx"
+    ]
+
+
+def test_nginx_org_pinned_at_900() -> None:
+    text = render("nginx-org.pref.j2")
+    stanza = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert stanza == ["Package: *", "Pin: origin nginx.org", "Pin-Priority: 900"]
+
+
+# --- external checkers ------------------------------------------------------------------------
+
+
+def gixy_findings(config: Path) -> list[dict[str, Any]]:
+    """gixy's JSON findings for CONFIG (includes followed, relative to its directory)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "gixy", "-f", "json", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode in (0, 1), done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_gixy_finds_nothing(variant: str, tmp_path: Path) -> None:
+    findings = gixy_findings(render_tree(tmp_path, variant))
+    assert findings == [], [(f.get("plugin"), f.get("summary")) for f in findings]
+
+
+def test_gixy_reads_the_included_proxy_conf(tmp_path: Path) -> None:
+    # Guards the test above: a finding planted in conf.d/proxy.conf must be reported.
+    config = render_tree(tmp_path, "default")
+    proxy = tmp_path / "conf.d" / "proxy.conf"
+    planted = "    location / {\n        add_header X-Planted 1;"
+    proxy.write_text(proxy.read_text().replace("    location / {", planted))
+    assert any(f.get("plugin") == "add_header_redefinition" for f in gixy_findings(config))
+
+
+def _nginx_version(binary: str) -> tuple[int, ...]:
+    output = subprocess.run([binary, "-v"], capture_output=True, text=True, check=False).stderr
+    return tuple(int(n) for n in re.findall(r"nginx/(\d+)\.(\d+)\.(\d+)", output)[0])
+
+
+def _testable(config: Path) -> None:
+    """Point the rendered tree's absolute paths (logs, pid, temp files) into its own directory, and
+    drop `user` (the workers' user may not exist here): nginx -t opens logs and makes temp dirs."""
+    root = config.parent
+    (root / "logs").mkdir()
+    (root / "temp").mkdir()
+    temp_paths = " ".join(
+        f"{kind}_temp_path {root}/temp/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    for path in (config, root / "conf.d" / "proxy.conf"):
+        text = path.read_text().replace("/var/log/nginx/", f"{root}/logs/")
+        text = text.replace("/run/nginx.pid", f"{root}/nginx.pid")
+        text = re.sub(r"^user .*;$", "", text, flags=re.M)
+        path.write_text(text.replace("\nhttp {\n", f"\nhttp {{\n    {temp_paths}\n"))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_nginx_accepts_config(variant: str, tmp_path: Path) -> None:
+    binary = shutil.which("nginx")
+    if binary is None:
+        pytest.skip("no nginx binary on PATH (the lab hosts run nginx -t on every change)")
+    if VARIANTS[variant][2] and _nginx_version(binary) < st.NGINX_RESOLVE_SINCE:
+        pytest.skip("`resolve` needs nginx 1.27.3+")
+    config = render_tree(tmp_path, variant)
+    _testable(config)
+    # NGINX in the environment means "inherited listening sockets" to nginx.
+    env = {key: value for key, value in os.environ.items() if key != "NGINX"}
+    done = subprocess.run(
+        [binary, "-t", "-p", str(tmp_path), "-c", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
