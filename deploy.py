@@ -3,12 +3,17 @@
     pyinfra inventories/aws.py deploy.py                   # every proxy
     pyinfra inventories/aws.py deploy.py --limit proxy-2   # one host
 
-Each line below is one concern, in its own module under tasks/. Settings are validated for
-every host before anything runs (tasks/settings.py): a bad value stops the run with its name.
+Each line below is one concern, in its own module under tasks/. Settings are validated, and the
+lockout guard checked, for every host before anything runs (tasks/preflight.py).
 """
 
-from tasks import nginx_install, nginx_proxy, preflight
+from tasks import firewall, nginx_install, nginx_proxy, packages, preflight, sshd, sysctl, updates
 
 preflight.check_settings_and_access()
 nginx_install.install_nginx()
 nginx_proxy.configure_proxy()
+sshd.harden_sshd()
+firewall.configure_firewall()
+sysctl.harden_sysctl()
+updates.security_updates()
+packages.remove_unneeded()

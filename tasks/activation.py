@@ -33,21 +33,23 @@ def _sha1(content: str) -> str:
 @operation()
 def install_validated(
     files: dict[str, str],
-    tree: str,
     check: str,
     label: str,
+    tree: str | None = None,
     mode: str = "644",
 ):
     """
-    Install FILES (live path -> content) under TREE once CHECK passes on a staged copy.
+    Install FILES (live path -> content) once CHECK passes on a staged copy.
 
-    + files: live destination path (under `tree`) -> full file content
-    + tree: the configuration directory copied whole for staging (e.g. /etc/nginx)
-    + check: the validation command; `{stage}` is replaced by the staged tree
-    + label: short name for the stage and backup directories (e.g. "nginx")
+    + files: live destination path -> full file content
+    + check: the validation command; `{stage}` is replaced by the staging directory
+    + label: short name for the stage and last-good directories (e.g. "nginx")
+    + tree: a configuration directory to stage whole, for files that include each other
+      (e.g. /etc/nginx: staged as `{stage}/nginx.conf`); without it each file is staged
+      alone at its own path under `{stage}` (e.g. `{stage}/etc/ssh/sshd_config`)
     + mode: permissions of the installed files
 
-    The previous live tree stays in /var/lib/proxy-deploy/last-good/LABEL.
+    The previous live files stay in /var/lib/proxy-deploy/last-good/LABEL (same layout).
     """
     drifted = {
         path: content
@@ -60,11 +62,11 @@ def install_validated(
 
     stage = f"{STATE_DIR}/stage/{label}"
     last_good = f"{STATE_DIR}/last-good/{label}"
-    yield (
-        f"rm -rf {quote(stage)} && mkdir -p {quote(stage)} && cp -a {quote(tree)}/. {quote(stage)}/"
-    )
+    yield f"rm -rf {quote(stage)} && mkdir -p {quote(stage)}"
+    if tree:
+        yield f"cp -a {quote(tree)}/. {quote(stage)}/"
     for path, content in drifted.items():
-        staged = stage + path.removeprefix(tree)
+        staged = _under(stage, path, tree)
         yield StringCommand("mkdir", "-p", posixpath.dirname(staged))
         yield FileUploadCommand(
             StringIO(content), staged, remote_temp_filename=host.get_temp_filename(staged)
@@ -72,18 +74,28 @@ def install_validated(
         yield StringCommand("chmod", mode, staged)
     # The check must pass before anything live changes; it fails the operation otherwise.
     yield check.format(stage=stage)
-    yield (
-        f"rm -rf {quote(last_good)} && mkdir -p {quote(posixpath.dirname(last_good))}"
-        f" && cp -a {quote(tree)} {quote(last_good)}"
-    )
+    yield f"rm -rf {quote(last_good)} && mkdir -p {quote(last_good)}"
+    if tree:
+        yield f"cp -a {quote(tree)}/. {quote(last_good)}/"
+    else:
+        for path in files:
+            kept = _under(last_good, path, tree)
+            yield (
+                f"if [ -e {quote(path)} ]; then mkdir -p {quote(posixpath.dirname(kept))}"
+                f" && cp -p {quote(path)} {quote(kept)}; fi"
+            )
     for path in drifted:
-        staged = stage + path.removeprefix(tree)
         # cp to a temporary name then rename: each file is swapped atomically.
         new = quote(path + ".new")
         yield (
-            f"mkdir -p {quote(posixpath.dirname(path))} && cp -p {quote(staged)} {new}"
-            f" && mv -f {new} {quote(path)}"
+            f"mkdir -p {quote(posixpath.dirname(path))}"
+            f" && cp -p {quote(_under(stage, path, tree))} {new} && mv -f {new} {quote(path)}"
         )
+
+
+def _under(directory: str, path: str, tree: str | None) -> str:
+    """Where live PATH goes inside DIRECTORY: relative to TREE, or to / without one."""
+    return posixpath.join(directory, path.removeprefix(tree or "/").lstrip("/"))
 
 
 TEMPLATES = posixpath.join(posixpath.dirname(posixpath.dirname(__file__)), "templates")

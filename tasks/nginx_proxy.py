@@ -45,8 +45,8 @@ def configure_proxy() -> None:
     config = install_validated(
         name="Install the nginx configuration (checked with nginx -t first)",
         files=rendered_files(settings, inventory_backend_addresses(host)),
-        tree="/etc/nginx",
         check="nginx -t -q -c {stage}/nginx.conf",
+        tree="/etc/nginx",
         label="nginx",
     )
     service = systemd.service(

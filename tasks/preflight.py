@@ -1,20 +1,53 @@
-"""Checks that run before any operation: settings, and that the deploy cannot lock itself out.
+"""Checks that run before any operation: the settings, and that the deploy cannot lock itself out.
 
 Owns: nothing on the hosts (reads facts only).
-Reads: every setting (validated as a whole by tasks/settings.py).
+Reads: every setting (validated as a whole by tasks/settings.py); firewall_enabled and
+admin_cidrs for the lockout guard.
 
-pyinfra runs operations only after it has prepared them for every host, so an error raised
+pyinfra executes operations only after it has prepared them for every host, so an error raised
 here stops the whole run before any host is changed.
 """
 
 from __future__ import annotations
 
+import ipaddress
+
 from pyinfra import host
 from pyinfra.api import deploy
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.facts.server import Command
 
-from tasks.settings import for_host
+from tasks.settings import Settings, for_host, ssh_port_of
+
+
+class LockoutError(PyinfraError):
+    """The new firewall would shut out the address this very deploy connects from."""
 
 
 @deploy("Check settings and access")
 def check_settings_and_access() -> None:
-    for_host(host)  # raises SettingsError naming each bad setting
+    settings = for_host(host)  # raises SettingsError naming each bad setting
+    if settings.firewall_enabled:
+        refuse_lockout(settings, deploy_source_address())
+
+
+def deploy_source_address() -> str | None:
+    """The address this deploy reaches the host from, as the host sees it (SSH_CONNECTION).
+    Read without sudo: sudo drops the variable."""
+    seen = host.get_fact(Command, command='echo "${SSH_CONNECTION%% *}"', _sudo=False)
+    return (seen or "").strip() or None
+
+
+def refuse_lockout(settings: Settings, source: str | None) -> None:
+    """Raise LockoutError when SOURCE is not inside admin_cidrs (the SSH allowlist)."""
+    if source is None:
+        return  # not over SSH (e.g. pyinfra's @local): there is no connection to lose
+    address = ipaddress.ip_address(source)
+    if any(address in ipaddress.ip_network(cidr) for cidr in settings.admin_cidrs):
+        return
+    raise LockoutError(
+        f"{host.name}: refusing to run: this deploy connects from {source}, which the new "
+        f"firewall would not allow to reach SSH (port {ssh_port_of(host)}): admin_cidrs = "
+        f"{list(settings.admin_cidrs)}. Add {source}/32 (or its network) to admin_cidrs, "
+        "or run from an address already in it. Nothing was changed."
+    )

@@ -936,6 +936,12 @@ def inventory_backend_addresses(host: Host) -> list[str]:
     return list(host.data.get("ec2_backend_addresses") or [])
 
 
+def ssh_port_of(host: Host) -> int:
+    """The port the deploy reaches sshd on (pyinfra's `ssh_port`, default 22): sshd listens
+    there and the firewall must keep it open to admin_cidrs."""
+    return int(host.data.get("ssh_port") or 22)
+
+
 def _is_unknown(key: str) -> bool:
     return key not in _FIELDS and not key.startswith(FOREIGN_KEY_PREFIXES)
 

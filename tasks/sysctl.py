@@ -1,0 +1,68 @@
+"""Kernel and network settings (sysctl), in the spirit of dev-sec's os hardening.
+
+Owns: /etc/sysctl.d/90-proxy-hardening.conf (every value, with the reason for it) and the live
+values of those keys.
+Reads: sysctl_overrides (merged over tasks/hardening_defaults.SYSCTL_DEFAULTS).
+
+Inside a container (`systemd-detect-virt --container`) only the per-network-namespace keys
+(most of net.*) can be changed; the others are persisted for the day the file is used on a VM
+and reported, not failed. Keys this kernel does not have are reported the same way.
+"""
+
+from __future__ import annotations
+
+from pyinfra import host, logger
+from pyinfra.api import deploy
+from pyinfra.facts.server import Command, Sysctl
+from pyinfra.operations import files, server
+
+from tasks.activation import TEMPLATES
+from tasks.hardening_defaults import (
+    SYSCTL_CONF_PATH,
+    SYSCTL_DEFAULTS,
+    merged_sysctl,
+    split_sysctl_for_container,
+)
+from tasks.settings import for_host
+
+
+@deploy("Kernel and network settings (sysctl)")
+def harden_sysctl() -> None:
+    settings = for_host(host)
+    wanted = merged_sysctl(settings.sysctl_overrides)
+    files.template(
+        name=f"Install {SYSCTL_CONF_PATH}",
+        src=f"{TEMPLATES}/sysctl/hardening.conf.j2",
+        dest=SYSCTL_CONF_PATH,
+        s=settings,
+        sysctl_defaults=SYSCTL_DEFAULTS,
+    )
+    live_keys, persisted_only = _settable(list(wanted))
+    for key in live_keys:
+        server.sysctl(name=f"Set {key} = {wanted[key]} now", key=key, value=_typed(wanted[key]))
+    if persisted_only:
+        logger.info(
+            f"[{host.name}] sysctl: {len(persisted_only)} settings persisted but not applied "
+            f"here (container or kernel without them): {', '.join(sorted(persisted_only))}"
+        )
+
+
+def _settable(keys: list[str]) -> tuple[list[str], list[str]]:
+    """(keys to apply live, keys only persisted) for this host."""
+    present = host.get_fact(Sysctl, keys=keys) or {}
+    existing = [k for k in keys if k in present]
+    missing = [k for k in keys if k not in present]
+    container = host.get_fact(Command, command="systemd-detect-virt --container || true")
+    if container and container.strip() not in ("", "none"):
+        live, global_only = split_sysctl_for_container(existing)
+        return live, missing + global_only
+    return existing, missing
+
+
+def _typed(value: str) -> int | list[int] | str:
+    """The value as pyinfra's Sysctl fact reports it (ints, or a list of ints), so a re-run
+    compares equal and reports no change."""
+    parts = value.split()
+    if parts and all(p.lstrip("-").isdigit() for p in parts):
+        return int(parts[0]) if len(parts) == 1 else [int(p) for p in parts]
+    return value
