@@ -3,6 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 VENV    := .venv
+CHECKOV_VENV := .venv-checkov
 PY      := $(VENV)/bin/python
 PYINFRA := $(VENV)/bin/pyinfra
 PROXIES ?= 3
@@ -11,8 +12,8 @@ HOST    ?=
 APT_NEEDS := debootstrap:debootstrap systemd-nspawn:systemd-container nft:nftables \
              ip:iproute2 ssh:openssh-client curl:curl rsync:rsync wrk:wrk node:nodejs npm:npm
 
-.PHONY: help deps venv check test test-lab lab-up lab-down lab-status demo docs deploy canary drift \
-        bench report clean
+.PHONY: help deps venv check test lab-up lab-down lab-status demo docs deploy canary fleet verify \
+        drift drift-repair checkov bench report clean
 
 help:  ## Print this list of targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,7 +39,7 @@ check: venv  ## Linters and the fast unit tests (no lab, under a minute)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest -q -m "not lab"
 
-test: deps venv  ## The whole suite: unit tests, then the lab tests on real hosts
+test: deps venv $(CHECKOV_VENV)/.installed  ## The whole suite: unit tests, then the lab tests on real hosts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
@@ -56,3 +57,37 @@ demo: lab-up  ## The main job on the lab, end to end
 
 clean: lab-down  ## Remove the lab and the venv
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# --- Rollout, verification and drift (tools/rollout.py; the GitLab CI jobs call these) ---------
+# HOST= picks the canary (default: the first proxy of the inventory), BATCH= the batch size after
+# it (default $$ROLLOUT_BATCH_SIZE, else 1), INVENTORY= another inventory (default inventories/aws.py).
+BATCH     ?=
+INVENTORY ?=
+ROLLOUT   := $(PY) -m tools.rollout $(if $(INVENTORY),--inventory $(INVENTORY))
+
+deploy: venv  ## Deploy every proxy: canary HOST= first, then BATCH= at a time, health-gated
+	$(ROLLOUT) deploy $(if $(HOST),--canary $(HOST)) $(if $(BATCH),--batch-size $(BATCH))
+
+canary: venv  ## Deploy one proxy (HOST=name, default the first), then check its health
+	$(ROLLOUT) canary $(if $(HOST),--canary $(HOST))
+
+fleet: venv  ## Deploy the proxies other than the canary HOST=, stop at the first unhealthy
+	$(ROLLOUT) fleet $(if $(HOST),--canary $(HOST)) $(if $(BATCH),--batch-size $(BATCH))
+
+verify: venv  ## Check every proxy's /healthz and /readyz (a request through to the backend)
+	$(ROLLOUT) verify
+
+drift: venv  ## Dry run on every proxy; writes drift-report.txt, fails (exit 3) on drift
+	$(ROLLOUT) drift --report drift-report.txt
+
+drift-repair: venv  ## Re-deploy only the drifted proxies (health-gated), then check again
+	$(ROLLOUT) repair --report drift-report.txt
+
+checkov: $(CHECKOV_VENV)/.installed  ## Security policy check of terraform/ (checkov, offline)
+	$(CHECKOV_VENV)/bin/checkov -d terraform/ --skip-download --compact --quiet
+
+# checkov pins an old boto3: it gets a venv of its own
+$(CHECKOV_VENV)/.installed: requirements-checkov.lock
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --disable-pip-version-check --require-hashes -r requirements-checkov.lock
+	touch $@

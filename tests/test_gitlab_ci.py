@@ -1,0 +1,222 @@
+""".gitlab-ci.yml: valid against GitLab's schema (check-jsonschema's bundled copy, offline), and
+shaped as the issue asks: stage order, a manual canary, serialised and environment-bound deploy
+jobs, AWS through OIDC id_tokens only, nothing secret in the file, jobs that call plain
+repository commands."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CI_FILE = REPO / ".gitlab-ci.yml"
+KEYWORDS = {"workflow", "stages", "variables", "default", "include", "image", "services", "cache"}
+DEPLOY_JOBS = ("deploy:canary", "deploy:fleet", "drift:repair")
+FLEET_JOBS = (*DEPLOY_JOBS, "verify", "drift:detect")
+# make targets the jobs call; the Makefile must provide each one
+MAKE_TARGETS = {"checkov", "check", "venv", "canary", "fleet", "verify", "drift", "drift-repair"}
+
+
+def _merge(base: dict, override: dict) -> dict:
+    """GitLab's `extends`: hashes merge deeply, everything else (lists too) is replaced."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _resolve(doc: dict, name: str) -> dict:
+    job = doc[name]
+    parents = job.get("extends", [])
+    parents = [parents] if isinstance(parents, str) else parents
+    merged: dict = {}
+    for parent in parents:
+        merged = _merge(merged, _resolve(doc, parent))
+    merged = _merge(merged, {k: v for k, v in job.items() if k != "extends"})
+    return merged
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict:
+    return yaml.safe_load(CI_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def jobs(doc) -> dict[str, dict]:
+    return {
+        name: _resolve(doc, name)
+        for name in doc
+        if name not in KEYWORDS and not name.startswith(".")
+    }
+
+
+def _scripts(job: dict) -> list[str]:
+    return [*job.get("before_script", []), *job.get("script", [])]
+
+
+def test_pipeline_passes_gitlab_schema_offline():
+    # the bundled schema, no download: any attempt to reach the network goes to a dead proxy
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("no_proxy", "all_proxy")}
+    env.update({"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"})
+    cmd = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.gitlab-ci"]
+    proc = subprocess.run(
+        [*cmd, str(CI_FILE)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_schema_check_rejects_a_broken_pipeline(tmp_path):
+    bad = tmp_path / ".gitlab-ci.yml"
+    bad.write_text("stages: [a]\njob:\n  stage: a\n  script: [echo]\n  when: sometimes\n")
+    cmd = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.gitlab-ci"]
+    proc = subprocess.run([*cmd, str(bad)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "sometimes" in proc.stdout
+
+
+def test_stages_in_order(doc):
+    assert doc["stages"] == ["lint", "test", "plan", "apply", "deploy", "verify", "drift"]
+
+
+def test_every_job_uses_a_declared_stage(doc, jobs):
+    for name, job in jobs.items():
+        assert job.get("stage") in doc["stages"], name
+
+
+def test_plan_is_an_artifact_applied_by_a_manual_job_on_the_default_branch(jobs):
+    plan = jobs["terraform:plan"]
+    assert "terraform/plan.cache" in plan["artifacts"]["paths"]
+    apply = jobs["terraform:apply"]
+    assert apply["needs"] == ["terraform:plan"]
+    assert "apply" in apply["script"][0]
+    run_rules = [r for r in apply["rules"] if r.get("when") != "never"]
+    assert run_rules == [
+        {
+            "if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH",
+            "when": "manual",
+            "allow_failure": True,
+        }
+    ]
+
+
+def test_canary_is_manual_and_blocks_the_fleet(jobs):
+    canary = jobs["deploy:canary"]
+    run_rules = [r for r in canary["rules"] if r.get("when") != "never"]
+    assert run_rules and all(r["when"] == "manual" for r in run_rules)
+    assert all(r.get("allow_failure") is False for r in run_rules)
+    assert any("make canary HOST=" in line for line in canary["script"])
+    fleet = jobs["deploy:fleet"]
+    assert fleet["needs"] == ["deploy:canary"]
+    assert any("make fleet" in line for line in fleet["script"])
+    # it follows the canary on its own, unless CANARY_ONLY=true asks for one host only
+    waits = [r for r in fleet["rules"] if r.get("when") == "manual"]
+    assert len(waits) == 1 and '$CANARY_ONLY == "true"' in waits[0]["if"]
+    assert fleet["rules"][-1] == {"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"}
+    assert jobs["verify"]["needs"] == ["deploy:fleet"]
+
+
+@pytest.mark.parametrize("name", FLEET_JOBS)
+def test_jobs_that_touch_proxies_are_serialised_per_environment(jobs, name):
+    job = jobs[name]
+    assert job["resource_group"] == "deploy-$ENVIRONMENT"
+    assert job["environment"]["name"] == "$ENVIRONMENT"
+    assert job["interruptible"] is False
+
+
+@pytest.mark.parametrize("name", DEPLOY_JOBS)
+def test_deploy_jobs_use_the_deploy_role(jobs, name):
+    assert jobs[name]["variables"]["AWS_ROLE_ARN"] == "$AWS_DEPLOY_ROLE_ARN"
+
+
+def test_read_only_jobs_use_the_read_only_role(jobs):
+    for name in ("verify", "drift:detect", "terraform:plan"):
+        assert jobs[name]["variables"]["AWS_ROLE_ARN"] == "$AWS_READONLY_ROLE_ARN", name
+
+
+def test_aws_access_only_through_oidc_id_tokens(jobs):
+    text = CI_FILE.read_text()
+    assert "AWS_ACCESS_KEY_ID" not in text
+    assert "AWS_SECRET_ACCESS_KEY" not in text
+    for name, job in jobs.items():
+        if "AWS_ROLE_ARN" not in job.get("variables", {}):
+            continue
+        assert job["id_tokens"]["AWS_ID_TOKEN"]["aud"], name
+        lines = _scripts(job)
+        assert any("AWS_WEB_IDENTITY_TOKEN_FILE" in line for line in lines), name
+
+
+def _all_variables(doc, jobs):
+    yield from doc.get("variables", {}).items()
+    for job in jobs.values():
+        yield from job.get("variables", {}).items()
+
+
+def test_no_secret_values_in_the_file(doc, jobs):
+    secretish = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|PRIVATE", re.I)
+    for name, value in _all_variables(doc, jobs):
+        value = value.get("value", "") if isinstance(value, dict) else str(value)
+        if secretish.search(name):
+            assert re.fullmatch(r"\$\{?\w+\}?", value or "$X"), f"{name} holds a literal value"
+    text = CI_FILE.read_text()
+    assert "-----BEGIN" not in text
+    assert not re.search(r"AKIA[0-9A-Z]{16}", text)
+
+
+def test_no_job_prints_its_environment(jobs):
+    leaky = re.compile(r"(^|[;&|\s])(set -x|env|printenv|export -p)(\s|$)")
+    for name, job in jobs.items():
+        for line in _scripts(job):
+            assert not leaky.search(line), f"{name}: {line}"
+
+
+def test_ssh_key_comes_from_a_file_variable(jobs):
+    for name in (*DEPLOY_JOBS, "drift:detect"):
+        lines = "\n".join(_scripts(jobs[name]))
+        assert 'chmod 600 "$DEPLOY_SSH_KEY"' in lines, name
+
+
+def test_drift_detect_runs_on_schedule_and_keeps_its_report(jobs):
+    job = jobs["drift:detect"]
+    assert all("schedule" in r["if"] for r in job["rules"])
+    assert job["script"] == ["make drift"]
+    assert job["artifacts"]["when"] == "always"
+    assert "drift-report.txt" in job["artifacts"]["paths"]
+
+
+def test_drift_repair_runs_on_schedule_or_by_hand(jobs):
+    job = jobs["drift:repair"]
+    conditions = " ".join(r.get("if", "") for r in job["rules"])
+    assert "schedule" in conditions and "web" in conditions
+    assert any(r.get("when") == "manual" for r in job["rules"])
+    assert job["script"] == ["make drift-repair"]
+
+
+def test_jobs_call_repository_commands(jobs):
+    for name, job in jobs.items():
+        for line in job["script"]:
+            assert line.startswith(("make ", "tools/")), f"{name} runs {line!r}"
+            if line.startswith("tools/"):
+                script = REPO / line.split()[0]
+                assert script.is_file() and os.access(script, os.X_OK), script
+
+
+def test_make_targets_called_by_jobs_are_known(jobs):
+    called = set()
+    for job in jobs.values():
+        for line in _scripts(job):
+            if m := re.match(r"make ([\w-]+)", line.strip()):
+                called.add(m.group(1))
+    assert called <= MAKE_TARGETS
+    makefile = (REPO / "Makefile").read_text()
+    missing = sorted(t for t in called if not re.search(rf"^{re.escape(t)}:", makefile, re.M))
+    assert not missing, f"Makefile lacks the targets the CI jobs call: {missing}"

