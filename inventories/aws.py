@@ -1,0 +1,26 @@
+"""pyinfra inventory: the reverse proxies (and their backends) found in EC2 at run time.
+
+    pyinfra inventories/aws.py deploy.py                  # every host: proxies and backends
+    pyinfra inventories/aws.py deploy.py --limit proxies  # the proxies only
+    pyinfra inventories/aws.py deploy.py --limit proxy-2  # one host (or a group name)
+    python -m inventories.aws [--json]                    # show what would be targeted
+
+Settings are EC2_INVENTORY_* environment variables (docs/inventory.md). pyinfra executes this
+file and turns every module-level list into a group, so everything else here starts with `_`.
+"""
+
+import sys as _sys
+from importlib import import_module as _import_module
+from pathlib import Path as _Path
+
+# pyinfra runs this file with exec(), not as part of the package: make the repository root
+# importable whatever the working directory (`--chdir`, CI runners, another cwd).
+_REPO_ROOT = str(_Path(__file__).resolve().parent.parent)
+if _REPO_ROOT not in _sys.path:
+    _sys.path.insert(0, _REPO_ROOT)
+
+if __name__ == "__main__":
+    raise SystemExit(_import_module("inventories.cli").main())
+
+# Groups: proxies, backends and the keyed groups (env_*, az_*, region_*), each a list of hosts.
+globals().update(_import_module("inventories.loader").pyinfra_groups_or_exit())

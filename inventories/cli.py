@@ -1,0 +1,80 @@
+"""`python -m inventories.aws`: show what pyinfra would target, without deploying.
+
+Prints one line per host (name, address, user, instance, groups), or with `--json` the list
+described in docs/CONTRACTS.md. `--settings-table` prints the README table of the settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from .errors import InventoryError
+from .hosts import Ec2Inventory
+from .loader import MESSAGE_PREFIX, fail, load_inventory
+from .settings import PROXY_GROUP, InventorySettings, settings_table_markdown
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the listing; returns the exit status (2 on an inventory error)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m inventories.aws",
+        description="List the EC2 hosts pyinfra would target (settings: EC2_INVENTORY_*).",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--no-cache", action="store_true", help="query AWS even if a cached result is fresh"
+    )
+    parser.add_argument(
+        "--settings-table", action="store_true", help="print the README settings table and exit"
+    )
+    options = parser.parse_args(argv)
+    if options.settings_table:
+        print(settings_table_markdown(), end="")
+        return 0
+    try:
+        settings = InventorySettings.from_environ()
+        inventory = load_inventory(settings, use_cache=not options.no_cache)
+    except InventoryError as error:
+        fail(error)
+    for warning in inventory.warnings:
+        print(f"{MESSAGE_PREFIX}: warning: {warning}", file=sys.stderr)
+    if options.json:
+        print(json.dumps([host.to_json() for host in inventory.hosts], indent=2))
+    else:
+        print(format_listing(inventory, settings))
+    return 0
+
+
+def format_listing(inventory: Ec2Inventory, settings: InventorySettings) -> str:
+    """A table a person can read: one host per line, then a summary line."""
+    header = ("NAME", "ADDRESS", "USER", "INSTANCE", "GROUPS")
+    rows = [
+        (
+            host.name,
+            host.ssh_hostname,
+            str(host.data["ssh_user"]),
+            str(host.data["ec2_instance_id"]),
+            " ".join(host.groups),
+        )
+        for host in inventory.hosts
+    ]
+    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(4)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True))
+        + "  "
+        + row[4]
+        for row in [header, *rows]
+    ]
+    proxies = sum(1 for host in inventory.hosts if PROXY_GROUP in host.groups)
+    backends = len(inventory.hosts) - proxies
+    source = settings.endpoint_url or "AWS"
+    summary = (
+        f"{len(inventory.hosts)} hosts (proxies: {proxies}, backends: {backends}) "
+        f"in {', '.join(settings.regions)} from {source}"
+    )
+    if settings.bastion is not None:
+        summary += f", via bastion {settings.bastion.jump_spec}"
+    return "\n".join([*lines, summary])
