@@ -37,7 +37,7 @@ $(VENV)/.installed: requirements.lock
 check: venv  ## Linters and the fast unit tests (no lab, under a minute)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/pytest -q -m "not lab"
+	$(VENV)/bin/pytest -q -m "not lab and not slow"
 
 test: deps venv $(CHECKOV_VENV)/.installed  ## The whole suite: unit tests, then the lab tests on real hosts
 	$(VENV)/bin/ruff check .
@@ -54,6 +54,9 @@ lab-status: venv  ## Show the lab's hosts and whether SSH answers
 
 demo: lab-up  ## The main job on the lab, end to end
 	$(PY) -m lab demo
+
+docs: venv  ## Regenerate docs/settings.md and the README sections built from docs/
+	$(PY) -m tools.docs
 
 clean: lab-down  ## Remove the lab and the venv
 	rm -rf $(VENV) .pytest_cache .ruff_cache

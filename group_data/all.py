@@ -11,11 +11,13 @@ import os
 _sudo = True
 
 # Private key for the login user; unset: pyinfra falls back to the SSH agent and ~/.ssh keys.
-ssh_key = os.environ.get("DEPLOY_SSH_KEY") or None
+if os.environ.get("DEPLOY_SSH_KEY"):
+    ssh_key = os.environ["DEPLOY_SSH_KEY"]
 
 # known_hosts to check host keys against. Unset: ~/.ssh/known_hosts, with pyinfra's default
 # `accept-new` (new hosts are trusted on first use, changed keys are refused).
-ssh_known_hosts_file = os.environ.get("DEPLOY_SSH_KNOWN_HOSTS") or None
+if os.environ.get("DEPLOY_SSH_KNOWN_HOSTS"):
+    ssh_known_hosts_file = os.environ["DEPLOY_SSH_KNOWN_HOSTS"]
 
 # New EC2 instances may still be booting when CI reaches them right after Terraform.
 ssh_connect_retries = 3

@@ -254,3 +254,11 @@ def exec_command_output(name: str, cmd: list[str]) -> str:
     """Run CMD inside lab member NAME as root; its standard output (stderr is dropped)."""
     lab_state = state.load()
     return hosts.exec_in(name, lab_state, cmd).stdout
+
+
+def exec_command_bytes(name: str, cmd: list[str]) -> bytes:
+    """Run CMD inside lab member NAME as root; its standard output as bytes (e.g. a tar stream)."""
+    lab_state = state.load()
+    return subprocess.run(
+        hosts.command_for(name, lab_state, cmd), capture_output=True, check=True
+    ).stdout

@@ -673,6 +673,7 @@ server.shell(name="Reload after a change", commands=["true"], _if=conf.did_chang
 """
 
 
+@pytest.mark.slow
 def test_drift_then_deploy_then_no_drift_with_real_pyinfra(tmp_path, server):
     """What `pyinfra --dry --json` prints really decides drift; an `_if=` reload is not drift."""
     port, handler = server
@@ -715,6 +716,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_hosts_come_from_the_real_inventory_proxies_only_in_name_order(tmp_path, server):
     """The contract with inventories/aws.py (`--json`), through a fake EC2 (moto) on loopback."""
     import boto3

@@ -300,6 +300,7 @@ def test_every_checkov_skip_has_a_written_reason():
 
 
 @pytest.mark.skipif(not CHECKOV.exists(), reason="no .venv-checkov (made by `make checkov`)")
+@pytest.mark.slow
 def test_checkov_passes():
     proc = subprocess.run(
         [str(CHECKOV), "-d", str(TF_DIR), "--skip-download", "--quiet", "-o", "json"],
