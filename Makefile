@@ -41,6 +41,7 @@ check: venv  ## Linters and the fast unit tests (no lab, under a minute)
 
 test: deps venv $(CHECKOV_VENV)/.installed  ## The whole suite: unit tests, then the lab tests on real hosts
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest -q
 
 lab-up: deps venv  ## Boot the lab (PROXIES=3): containers, backend, fake AWS
@@ -57,6 +58,13 @@ demo: lab-up  ## The main job on the lab, end to end
 
 docs: venv  ## Regenerate docs/settings.md and the README sections built from docs/
 	$(PY) -m tools.docs
+
+bench: lab-up  ## Benchmarks on the lab: print tables, write bench/results/*.json
+	$(PY) bench/reliability.py
+	$(PY) bench/inventory_build.py
+
+report: venv  ## Reliability report from the proxies' logs (over SSH via the inventory), report.png
+	$(PY) -m report --from-hosts --png report.png
 
 clean: lab-down  ## Remove the lab and the venv
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,9 +1,12 @@
-"""pyinfra inventory: the reverse proxies (and their backends) found in EC2 at run time.
+"""pyinfra inventory: the reverse proxies found in EC2 at run time.
 
-    pyinfra inventories/aws.py deploy.py                  # every host: proxies and backends
-    pyinfra inventories/aws.py deploy.py --limit proxies  # the proxies only
+    pyinfra inventories/aws.py deploy.py                  # every proxy
     pyinfra inventories/aws.py deploy.py --limit proxy-2  # one host (or a group name)
     python -m inventories.aws [--json]                    # show what would be targeted
+
+The backends (Role=app) are not hosts: each proxy gets their private addresses as host data
+`ec2_backend_addresses`. EC2_INVENTORY_BACKENDS_AS_HOSTS=true also makes them hosts (group
+`backends`), for deploys aimed at the app servers.
 
 Settings are EC2_INVENTORY_* environment variables (docs/inventory.md). pyinfra executes this
 file and turns every module-level list into a group, so everything else here starts with `_`.
@@ -22,5 +25,5 @@ if _REPO_ROOT not in _sys.path:
 if __name__ == "__main__":
     raise SystemExit(_import_module("inventories.cli").main())
 
-# Groups: proxies, backends and the keyed groups (env_*, az_*, region_*), each a list of hosts.
+# Groups: proxies, the keyed groups (env_*, az_*, region_*) and, with BACKENDS_AS_HOSTS, backends.
 globals().update(_import_module("inventories.loader").pyinfra_groups_or_exit())

@@ -1,7 +1,10 @@
 """`python -m inventories.aws`: show what pyinfra would target, without deploying.
 
-Prints one line per host (name, address, user, instance, groups), or with `--json` the list
-described in docs/CONTRACTS.md. `--settings-table` prints the README table of the settings.
+Prints one line per host (name, address, user, instance, groups), then the backends the proxies
+will point at when they are not hosts themselves, or with `--json` the list of hosts described in
+docs/CONTRACTS.md (backends appear there only as hosts, with EC2_INVENTORY_BACKENDS_AS_HOSTS; the
+proxies carry their addresses as `ec2_backend_addresses`). `--settings-table` prints the README
+table of the settings.
 """
 
 from __future__ import annotations
@@ -49,8 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def format_listing(inventory: Ec2Inventory, settings: InventorySettings) -> str:
-    """A table a person can read: one host per line, then a summary line."""
-    header = ("NAME", "ADDRESS", "USER", "INSTANCE", "GROUPS")
+    """A table a person can read: one host per line, the backends if not hosts, a summary line."""
     rows = [
         (
             host.name,
@@ -61,20 +63,36 @@ def format_listing(inventory: Ec2Inventory, settings: InventorySettings) -> str:
         )
         for host in inventory.hosts
     ]
-    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(4)]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True))
-        + "  "
-        + row[4]
-        for row in [header, *rows]
-    ]
+    lines = _table(("NAME", "ADDRESS", "USER", "INSTANCE", "GROUPS"), rows)
     proxies = sum(1 for host in inventory.hosts if PROXY_GROUP in host.groups)
-    backends = len(inventory.hosts) - proxies
     source = settings.endpoint_url or "AWS"
-    summary = (
-        f"{len(inventory.hosts)} hosts (proxies: {proxies}, backends: {backends}) "
-        f"in {', '.join(settings.regions)} from {source}"
-    )
+    where = f"in {', '.join(settings.regions)} from {source}"
+    if inventory.backends_as_hosts:
+        backends = len(inventory.hosts) - proxies
+        summary = f"{len(inventory.hosts)} hosts (proxies: {proxies}, backends: {backends}) {where}"
+    else:
+        summary = (
+            f"{len(inventory.hosts)} hosts (proxies: {proxies}) and "
+            f"{len(inventory.backends)} backends (not hosts) {where}"
+        )
+        if inventory.backends:
+            lines += ["", "backends (not deploy targets; the proxies' ec2_backend_addresses):"]
+            lines += _table(
+                ("NAME", "ADDRESS", "REGION", "INSTANCE"),
+                [
+                    (b.name, b.private_ip or "(no private IP)", b.region, b.instance_id)
+                    for b in inventory.backends
+                ],
+            )
     if settings.bastion is not None:
         summary += f", via bastion {settings.bastion.jump_spec}"
     return "\n".join([*lines, summary])
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """Left-aligned columns two spaces apart; the last one is not padded."""
+    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]

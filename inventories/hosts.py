@@ -2,8 +2,10 @@
 
 Pure functions, no AWS calls. Owns: unique readable host names (the Name tag, suffixed with the
 end of the instance id when names repeat, as in Auto Scaling groups), `ssh_hostname` by
-preference, `ssh_user`, the groups (`proxies`, `backends`, keyed groups), the `ec2_*` host data,
-and the ssh_config text that routes connections through a bastion.
+preference, `ssh_user`, the groups (`proxies`, keyed groups, and `backends` only with
+EC2_INVENTORY_BACKENDS_AS_HOSTS), the `ec2_*` host data, each proxy's `ec2_backend_addresses`
+(the private IPv4 addresses of the backends of its region), and the ssh_config text that routes
+connections through a bastion.
 Leaves alone: querying AWS (`ec2`), caching (`cache`), printing (`cli`).
 """
 
@@ -19,7 +21,7 @@ from typing import Any
 
 from .ec2 import BACKEND_ROLE, PROXY_ROLE, Ec2Instance
 from .errors import InventoryError
-from .settings import BACKEND_GROUP, PROXY_GROUP, InventorySettings, KeyedGroup
+from .settings import BACKEND_GROUP, PROXY_GROUP, Ec2Filter, InventorySettings, KeyedGroup
 
 ROLE_GROUPS = {PROXY_ROLE: PROXY_GROUP, BACKEND_ROLE: BACKEND_GROUP}
 # Names pyinfra itself gives groups: `all`, and the inventory file's stem (`aws`).
@@ -63,20 +65,39 @@ class SshConfigFile:
 
 
 @dataclass(frozen=True)
+class Backend:
+    """A backend instance as the proxies see it; a pyinfra host only with BACKENDS_AS_HOSTS."""
+
+    name: str  # named like a host, so it keeps its name if it becomes one
+    instance_id: str
+    region: str
+    private_ip: str | None  # what nginx on a proxy connects to, inside the VPC
+    vpc_id: str | None
+
+
+@dataclass(frozen=True)
 class Ec2Inventory:
-    """The hosts to target, sorted by name, plus anything a person should be told."""
+    """The hosts to target, sorted by name, plus anything a person should be told.
+
+    `backends` lists every backend found, sorted by name, whether or not they are hosts.
+    """
 
     hosts: tuple[InventoryHost, ...]
     warnings: tuple[str, ...] = ()
     ssh_config: SshConfigFile | None = None
+    backends: tuple[Backend, ...] = ()
+    backends_as_hosts: bool = False
 
     def pyinfra_groups(self) -> dict[str, list[Any]]:
         """Groups as a pyinfra inventory file defines them: name -> [(host, data) or host].
 
         Host data goes with the host's role group only; pyinfra merges data across groups, so
-        repeating it in the keyed groups would only cost time.
+        repeating it in the keyed groups would only cost time. `backends` is a group only when
+        the backends are hosts: otherwise `--limit backends` would silently select nothing.
         """
-        groups: dict[str, list[Any]] = {PROXY_GROUP: [], BACKEND_GROUP: []}
+        groups: dict[str, list[Any]] = {PROXY_GROUP: []}
+        if self.backends_as_hosts:
+            groups[BACKEND_GROUP] = []
         for host in self.hosts:
             for group in host.groups:
                 entry = (host.name, dict(host.data)) if group in ROLE_GROUPS.values() else host.name
@@ -85,19 +106,69 @@ class Ec2Inventory:
 
 
 def build_inventory(instances: Sequence[Ec2Instance], settings: InventorySettings) -> Ec2Inventory:
-    """Name, address and group every instance; raise `InventoryError` on what can't be used."""
+    """Name, address and group every target; give each proxy the addresses of its backends.
+
+    The hosts are the proxies, plus the backends with EC2_INVENTORY_BACKENDS_AS_HOSTS. Raises
+    `InventoryError` on what can't be used.
+    """
     instances = _unique_by_id(instances)
     _reject_role_overlap(instances)
     warnings = list(_check_counts(instances, settings))
+    # Named together, so a host's name does not depend on EC2_INVENTORY_BACKENDS_AS_HOSTS.
     names = assign_names(instances, settings)
-    hosts = [_make_host(instance, names[instance.instance_id], settings) for instance in instances]
+    backends = sorted(
+        (
+            Backend(
+                name=names[instance.instance_id],
+                instance_id=instance.instance_id,
+                region=instance.region,
+                private_ip=instance.private_ip,
+                vpc_id=instance.vpc_id,
+            )
+            for instance in instances
+            if instance.role == BACKEND_ROLE
+        ),
+        key=lambda backend: backend.name,
+    )
+    proxies = [instance for instance in instances if instance.role == PROXY_ROLE]
+    warnings += _backend_warnings(proxies, backends, settings)
+    addresses = backend_addresses_by_region(backends)
+    targets = instances if settings.backends_as_hosts else proxies
+    hosts = [_make_host(instance, names[instance.instance_id], settings) for instance in targets]
+    hosts = [
+        # A list of its own per host: pyinfra hands host data to deploy code as is.
+        _with_data(host, ec2_backend_addresses=list(addresses.get(host.data["ec2_region"], ())))
+        if host.data["ec2_role"] == PROXY_ROLE
+        else host
+        for host in hosts
+    ]
     ssh_config = None
     if settings.bastion is not None:
         ssh_config = bastion_ssh_config(hosts, settings)
         hosts = [_with_data(host, ssh_config_file=str(ssh_config.path)) for host in hosts]
     hosts.sort(key=lambda host: host.name)
     _reject_name_group_clashes(hosts)
-    return Ec2Inventory(hosts=tuple(hosts), warnings=tuple(warnings), ssh_config=ssh_config)
+    return Ec2Inventory(
+        hosts=tuple(hosts),
+        warnings=tuple(warnings),
+        ssh_config=ssh_config,
+        backends=tuple(backends),
+        backends_as_hosts=settings.backends_as_hosts,
+    )
+
+
+def backend_addresses_by_region(backends: Iterable[Backend]) -> dict[str, tuple[str, ...]]:
+    """Region -> private IPv4 addresses of its backends, in backend-name order, each once.
+
+    A proxy gets the backends of its own region only: a private address is reachable inside its
+    VPC (or a peered one), never from another region's VPC without routing set up for it.
+    Backends without a private address are left out (`_backend_warnings` says so).
+    """
+    by_region: dict[str, dict[str, None]] = defaultdict(dict)
+    for backend in sorted(backends, key=lambda backend: backend.name):
+        if backend.private_ip:
+            by_region[backend.region].setdefault(backend.private_ip)
+    return {region: tuple(addresses) for region, addresses in by_region.items()}
 
 
 def assign_names(instances: Sequence[Ec2Instance], settings: InventorySettings) -> dict[str, str]:
@@ -296,27 +367,67 @@ def _reject_role_overlap(instances: Sequence[Ec2Instance]) -> None:
 
 
 def _check_counts(instances: Sequence[Ec2Instance], settings: InventorySettings) -> list[str]:
-    """Zero proxies is an error unless allowed; zero backends is worth a warning."""
-    proxies = sum(1 for instance in instances if instance.role == PROXY_ROLE)
-    backends = len(instances) - proxies
-    where = f"in {', '.join(settings.regions)}"
-    tags = ";".join(f"{f.name}={','.join(f.values)}" for f in settings.proxy_tags)
-    environment = f" Environment={settings.environment}" if settings.environment else ""
-    warnings = []
-    if proxies == 0:
-        message = (
-            f"no {'/'.join(settings.states)} EC2 instances match the proxy filters "
-            f"({tags or 'no tags'}{environment}) {where}"
+    """Zero proxies is an error unless allowed (then a warning)."""
+    if any(instance.role == PROXY_ROLE for instance in instances):
+        return []
+    message = _nothing_matches("proxy", settings.proxy_tags, settings)
+    if not settings.allow_empty:
+        raise InventoryError(
+            f"{message}; check ENVIRONMENT, EC2_INVENTORY_TAGS, EC2_INVENTORY_REGIONS, "
+            "or set EC2_INVENTORY_ALLOW_EMPTY=true"
         )
-        if not settings.allow_empty:
-            raise InventoryError(
-                f"{message}; check ENVIRONMENT, EC2_INVENTORY_TAGS, EC2_INVENTORY_REGIONS, "
-                "or set EC2_INVENTORY_ALLOW_EMPTY=true"
+    return [message]
+
+
+def _backend_warnings(
+    proxies: Sequence[Ec2Instance], backends: Sequence[Backend], settings: InventorySettings
+) -> list[str]:
+    """What leaves proxies with fewer backend addresses than a person may expect.
+
+    None of it is an error: the deploy can take its backends from `upstream_servers` instead,
+    and stops with a clear message when it has neither.
+    """
+    if settings.backend_tags is None:
+        return []  # no backends query: the deploy's upstream_servers says where to go
+    if not backends:
+        empty = "; group `backends` is empty" if settings.backends_as_hosts else ""
+        return [
+            f"{_nothing_matches('backend', settings.backend_tags, settings)}: every proxy gets "
+            f"an empty ec2_backend_addresses (the deploy then needs upstream_servers){empty}"
+        ]
+    warnings = [
+        f"backend {backend.name} ({backend.instance_id}, {backend.region}) has no private IPv4 "
+        "address; it is left out of the proxies' ec2_backend_addresses"
+        for backend in backends
+        if not backend.private_ip
+    ]
+    for region in settings.regions:
+        regional = [proxy for proxy in proxies if proxy.region == region]
+        reachable = [b for b in backends if b.region == region and b.private_ip]
+        if regional and not reachable:
+            warnings.append(
+                f"no backend with a private IPv4 address in {region}: its {len(regional)} "
+                "proxies get an empty ec2_backend_addresses (a proxy gets the backends of its "
+                "own region only)"
             )
-        warnings.append(message)
-    if settings.backend_tags is not None and backends == 0:
-        warnings.append(f"no backend instances found {where}; group `backends` is empty")
+        vpcs = sorted({i.vpc_id for i in [*regional, *reachable] if i.vpc_id})
+        if regional and reachable and len(vpcs) > 1:
+            warnings.append(
+                f"the proxies and backends in {region} are in {len(vpcs)} VPCs "
+                f"({', '.join(vpcs)}): each proxy gets every backend of the region, reachable "
+                "only through peering; narrow with EC2_INVENTORY_FILTERS=vpc-id=<id>"
+            )
     return warnings
+
+
+def _nothing_matches(role: str, tags: Sequence[Ec2Filter], settings: InventorySettings) -> str:
+    """`no running EC2 instances match the <role> filters (...) in <regions>`."""
+    shown = ";".join(f"{f.name}={','.join(f.values)}" for f in tags)
+    environment = f" Environment={settings.environment}" if settings.environment else ""
+    return (
+        f"no {'/'.join(settings.states)} EC2 instances match the {role} filters "
+        f"({shown or 'no tags'}{environment}) in {', '.join(settings.regions)}"
+    )
 
 
 def _unique_by_id(instances: Sequence[Ec2Instance]) -> list[Ec2Instance]:

@@ -82,8 +82,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "EC2_INVENTORY_BACKEND_TAGS",
         "Role=app",
-        "Tag filters selecting the backends (group `backends`), same syntax. "
+        "Tag filters selecting the backends, same syntax: every proxy gets the private IPv4 "
+        "addresses of the backends of its own region as host data `ec2_backend_addresses`. "
         "Empty: no backends query.",
+    ),
+    Setting(
+        "EC2_INVENTORY_BACKENDS_AS_HOSTS",
+        "false",
+        "`true`: the backends are also pyinfra hosts (group `backends`), so pyinfra connects to "
+        "them; for deploys that target the app servers. Default: proxies only.",
     ),
     Setting(
         "ENVIRONMENT",
@@ -271,6 +278,7 @@ class InventorySettings:
     regions: tuple[str, ...]
     proxy_tags: tuple[Ec2Filter, ...]
     backend_tags: tuple[Ec2Filter, ...] | None
+    backends_as_hosts: bool
     environment: str | None
     states: tuple[str, ...]
     extra_filters: tuple[Ec2Filter, ...]
@@ -310,10 +318,18 @@ class InventorySettings:
                 "give at least one tag filter, e.g. Role=reverse-proxy"
             )
         backend_tags = _tag_filters(env, "EC2_INVENTORY_BACKEND_TAGS", environment)
+        backends_as_hosts = _boolean(env, "EC2_INVENTORY_BACKENDS_AS_HOSTS")
+        if backends_as_hosts and not backend_tags:
+            raise InventoryError(
+                "EC2_INVENTORY_BACKENDS_AS_HOSTS=true but EC2_INVENTORY_BACKEND_TAGS is empty, "
+                "so there are no backends to make hosts; give backend tags (e.g. Role=app) or "
+                "set EC2_INVENTORY_BACKENDS_AS_HOSTS=false"
+            )
         return cls(
             regions=parse_regions(env),
             proxy_tags=proxy_tags,
             backend_tags=backend_tags or None,
+            backends_as_hosts=backends_as_hosts,
             environment=environment,
             states=_choices(env, "EC2_INVENTORY_STATES", EC2_STATES, minimum=1),
             extra_filters=_ec2_filters(env, "EC2_INVENTORY_FILTERS"),

@@ -84,6 +84,12 @@ def cmd_backend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from lab import demo
+
+    return demo.main()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -108,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fail-rate", type=float)
     p.add_argument("--reset", action="store_true", help="zero the counters")
     p.set_defaults(func=cmd_backend)
+    sub.add_parser("demo", help="deploy, then show retries and the firewall at work").set_defaults(
+        func=cmd_demo
+    )
     args = parser.parse_args(argv)
     if args.cmd == "up" and not 1 <= args.proxies <= 50:
         parser.error("--proxies must be from 1 to 50")

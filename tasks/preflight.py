@@ -26,9 +26,20 @@ class LockoutError(PyinfraError):
 
 @deploy("Check settings and access")
 def check_settings_and_access() -> None:
+    refuse_non_proxy(host.data.get("ec2_role"))
     settings = for_host(host)  # raises SettingsError naming each bad setting
     if settings.firewall_enabled:
         refuse_lockout(settings, deploy_source_address())
+
+
+def refuse_non_proxy(role: str | None) -> None:
+    """An app server found by the inventory (EC2_INVENTORY_BACKENDS_AS_HOSTS) is no proxy:
+    refuse rather than turn it into one. Hosts from other inventories carry no role."""
+    if role not in (None, "proxy"):
+        raise PyinfraError(
+            f"{host.name}: refusing to run: the inventory says this instance is a {role}, not a "
+            "proxy (EC2_INVENTORY_BACKENDS_AS_HOSTS is on): add `--limit proxies`"
+        )
 
 
 def deploy_source_address() -> str | None:

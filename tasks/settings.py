@@ -11,8 +11,8 @@ generated from those declarations, so they cannot drift apart. (The SSH algorith
 data in tasks/hardening_defaults.py, next to their reasons; they are declared here like the rest.)
 
 Leaves alone: reading facts from hosts (the tasks pass them in, e.g. `nginx_has_resolve`) and
-choosing each backend's address (the task passes the addresses of the `backend_group` hosts to
-`backends`).
+choosing each backend's address (the EC2 inventory gives each proxy `ec2_backend_addresses`;
+the task passes them to `backends`).
 """
 
 from __future__ import annotations
@@ -403,19 +403,15 @@ class Settings:
     upstream_servers: tuple[str, ...] = _setting(
         (),
         _List(_HostPort()),
-        "Backends. Empty: every host of inventory group `backend_group`, on `upstream_port`. "
+        "Backends. Empty: the backend instances the EC2 inventory found (tagged Role=app, "
+        "`ec2_backend_addresses`), on `upstream_port`. "
         "nginx tries each server line once per request and never retries a lone server, so each "
         "backend is listed ceil(tries / number of backends) times, interleaved, with max_fails=0 "
         "(passive health checks only when `retry_on` has no 5xx/429: nginx would count every "
         "retried 5xx and mark flaky backends down).",
     )
-    backend_group: str = _setting(
-        "backends",
-        _Pattern(r"[A-Za-z0-9_-]+", "an inventory group name"),
-        "Inventory group whose hosts are the backends when `upstream_servers` is empty.",
-    )
     upstream_port: int = _setting(
-        8080, _Int(1, 65535), "Backend port used with the hosts of `backend_group`."
+        8080, _Int(1, 65535), "Backend port used with the backend instances the inventory found."
     )
     retry_on: tuple[str, ...] = _setting(
         ("error", "timeout", "http_500", "http_502", "http_503", "http_504"),
@@ -808,25 +804,25 @@ def nginx_supports_resolve(version: str) -> bool:
 
 def backends(settings: Settings, group_addresses: Sequence[str]) -> tuple[str, ...]:
     """The backends as "host:port": `upstream_servers`, or the given addresses of the hosts of
-    `backend_group` on `upstream_port` (duplicates dropped, order kept)."""
+    backend instances on `upstream_port` (duplicates dropped, order kept)."""
     if settings.upstream_servers:
         return settings.upstream_servers
     found: list[str] = []
     for address in group_addresses:
-        backend = f"{_bare_host(address, settings.backend_group)}:{settings.upstream_port}"
+        backend = f"{_bare_host(address)}:{settings.upstream_port}"
         if backend not in found:
             found.append(backend)
     if not found:
         raise SettingsError(
             [
-                f"upstream_servers = []: must list backends when inventory group "
-                f"{settings.backend_group!r} (backend_group) has no hosts"
+                "upstream_servers = []: must list backends when the inventory found no backend "
+                "instances (EC2 instances tagged Role=app: see EC2_INVENTORY_BACKEND_TAGS)"
             ]
         )
     return tuple(found)
 
 
-def _bare_host(address: str, group: str) -> str:
+def _bare_host(address: str) -> str:
     """An inventory host's address as the host part of "host:port" (IPv6 in brackets)."""
     try:
         ip = ipaddress.ip_address(address)
@@ -835,7 +831,7 @@ def _bare_host(address: str, group: str) -> str:
             return address.lower()
         raise SettingsError(
             [
-                f"backend address {address!r} of a host in group {group!r}: must be an IP "
+                f"backend address {address!r} from the inventory: must be an IP "
                 "address or a hostname, without a port (the port is upstream_port)"
             ]
         ) from None
@@ -883,7 +879,7 @@ def nginx_template_vars(
 ) -> dict[str, Any]:
     """Everything templates/nginx/nginx.conf.j2 and proxy.conf.j2 need, for files.template.
 
-    `backend_list` comes from `backends(settings, addresses of the backend_group hosts)`;
+    `backend_list` comes from `backends(settings, the inventory's ec2_backend_addresses)`;
     `nginx_has_resolve` from `nginx_supports_resolve(the host's nginx version)`.
     """
     return {

@@ -1,4 +1,4 @@
-"""The generated docs (settings table, README sections) are current: `make docs` regenerates them."""
+"""The generated docs (settings table, README sections) are current (`make docs`)."""
 
 from __future__ import annotations
 

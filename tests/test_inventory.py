@@ -25,6 +25,8 @@ from moto import settings as moto_settings
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.authorization import ActionAuthenticatorMixin
 from moto.ec2.models import ec2_backends
+from pyinfra.api import Inventory
+from pyinfra.api.exceptions import NoGroupError
 from pyinfra.connectors.sshuserclient.config import SSHConfig
 
 from inventories import ec2 as ec2_module
@@ -32,9 +34,10 @@ from inventories.cache import cache_path, read_cached, write_cached
 from inventories.cli import format_listing, main
 from inventories.ec2 import Ec2Instance, explain_error, new_botocore_session, plan_queries
 from inventories.errors import InventoryError
-from inventories.hosts import Ec2Inventory, assign_names
+from inventories.hosts import Ec2Inventory, assign_names, build_inventory
 from inventories.loader import load_inventory, pyinfra_groups_or_exit
 from inventories.settings import SETTINGS, InventorySettings, settings_table_markdown
+from tools.rollout import parse_inventory_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REGION = "eu-west-1"
@@ -77,19 +80,27 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
 
 
+# Region -> EC2 client of the tests' own (not the inventory's), kept for the whole module: making
+# a botocore client costs ~50 ms, and moto intercepts a client whenever a mock is active, whenever
+# the client was made. Fixed fake credentials, so it is the default moto account whatever the
+# test sets in the environment.
+_FLEET_CLIENTS: dict[str, Any] = {}
+
+
 class Fleet:
     """Launches tagged instances in moto's in-process EC2."""
 
-    def __init__(self) -> None:
-        self._clients: dict[str, Any] = {}
-
     def client(self, region: str = REGION) -> Any:
-        """A boto3 EC2 client for the region."""
-        if region not in self._clients:
+        """A botocore EC2 client for the region."""
+        if region not in _FLEET_CLIENTS:
             # The inventory's session factory: botocore's models are parsed once per process.
-            session = new_botocore_session()
-            self._clients[region] = session.create_client("ec2", region_name=region)
-        return self._clients[region]
+            _FLEET_CLIENTS[region] = new_botocore_session().create_client(
+                "ec2",
+                region_name=region,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+        return _FLEET_CLIENTS[region]
 
     def launch(
         self,
@@ -171,8 +182,25 @@ def host(inventory: Ec2Inventory, name: str) -> Any:
     return next(h for h in inventory.hosts if h.name == name)
 
 
+def backend_names(inventory: Ec2Inventory) -> list[str]:
+    """Names of the backends found (hosts or not)."""
+    return [backend.name for backend in inventory.backends]
+
+
+def private_ip(fleet: Fleet, instance_id: str, region: str = REGION) -> str:
+    """The private IPv4 address moto gave an instance."""
+    response = fleet.client(region).describe_instances(InstanceIds=[instance_id])
+    return str(response["Reservations"][0]["Instances"][0]["PrivateIpAddress"])
+
+
+def build(*instances: Ec2Instance, **env: str) -> Ec2Inventory:
+    """The inventory of these instances, as if AWS had returned them (no AWS, no moto)."""
+    return build_inventory(instances, settings_with(**env))
+
+
 def fake_instance(instance_id: str, name: str | None, role: str = "proxy", **fields: Any) -> Any:
-    """An Ec2Instance without AWS, for naming and grouping edge cases."""
+    """An Ec2Instance without AWS: hosts.py is pure, so naming, addresses and groups are tested
+    on these; the tests with moto cover what AWS answers and its translation."""
     values: dict[str, Any] = {
         "instance_id": instance_id,
         "role": role,
@@ -203,6 +231,7 @@ def test_settings_defaults_when_only_region_is_set() -> None:
     assert [(f.name, f.values) for f in settings.proxy_tags] == [("tag:Role", ("reverse-proxy",))]
     assert settings.backend_tags is not None
     assert [(f.name, f.values) for f in settings.backend_tags] == [("tag:Role", ("app",))]
+    assert not settings.backends_as_hosts
     assert settings.states == ("running",)
     assert settings.hostname_preference == ("private-ip",)
     assert settings.ssh_user == "admin"
@@ -277,6 +306,7 @@ def test_cache_ttl_is_forced_off_when_ci_is_true() -> None:
         ("EC2_INVENTORY_KEYED_GROUPS", "zone=placement", "is not `prefix=source`"),
         ("EC2_INVENTORY_KEYED_GROUPS", "proxies=region", "is a fixed group"),
         ("EC2_INVENTORY_ALLOW_EMPTY", "maybe", "expected true or false"),
+        ("EC2_INVENTORY_BACKENDS_AS_HOSTS", "sometimes", "expected true or false"),
         ("EC2_INVENTORY_CACHE_TTL", "-1", "from 0 to"),
         ("AWS_ENDPOINT_URL", "127.0.0.1:5077", "expected an http:// or https:// URL"),
     ],
@@ -304,6 +334,14 @@ def test_no_region_is_an_error_when_nothing_is_set(monkeypatch: pytest.MonkeyPat
         InventorySettings.from_environ()
 
 
+def test_backends_as_hosts_without_backend_tags_is_an_error() -> None:
+    assert settings_with(EC2_INVENTORY_BACKENDS_AS_HOSTS="yes").backends_as_hosts
+    with pytest.raises(
+        InventoryError, match="BACKENDS_AS_HOSTS=true but EC2_INVENTORY_BACKEND_TAGS"
+    ):
+        settings_with(EC2_INVENTORY_BACKENDS_AS_HOSTS="true", EC2_INVENTORY_BACKEND_TAGS="")
+
+
 def test_environment_conflicts_with_environment_tag_filter_when_both_set() -> None:
     with pytest.raises(InventoryError, match="EC2_INVENTORY_TAGS filters on Environment"):
         settings_with(ENVIRONMENT="lab", EC2_INVENTORY_TAGS="Role=x;Environment=prod")
@@ -325,14 +363,40 @@ def test_docs_table_is_current_when_settings_change() -> None:
 # --- which instances ------------------------------------------------------------------------
 
 
-def test_proxies_and_backends_found_by_role_tag_by_default(fleet: Fleet) -> None:
+def test_proxies_are_the_only_hosts_and_get_backend_addresses_by_default(fleet: Fleet) -> None:
     fleet.launch("proxy-1")
-    fleet.launch("app-1", role="app")
+    fleet.launch("proxy-2")
+    (app_2,) = fleet.launch("app-2", role="app")
+    (app_1,) = fleet.launch("app-1", role="app")
     fleet.launch("db-1", role="database")
     inventory = load()
+    assert names(inventory) == ["proxy-1", "proxy-2"]
+    assert backend_names(inventory) == ["app-1", "app-2"]
+    expected = [private_ip(fleet, app_1), private_ip(fleet, app_2)]  # by backend name
+    for name in ("proxy-1", "proxy-2"):
+        assert host(inventory, name).data["ec2_backend_addresses"] == expected
+    groups = inventory.pyinfra_groups()
+    assert "backends" not in groups
+    assert groups["env_lab"] == ["proxy-1", "proxy-2"]
+    assert inventory.warnings == ()
+
+
+def test_backends_are_hosts_too_when_backends_as_hosts_is_set(fleet: Fleet) -> None:
+    fleet.launch("proxy-1")
+    (app_1,) = fleet.launch("app-1", role="app")
+    inventory = load(EC2_INVENTORY_BACKENDS_AS_HOSTS="true")
     assert names(inventory, "proxies") == ["proxy-1"]
     assert names(inventory, "backends") == ["app-1"]
+    assert backend_names(inventory) == ["app-1"]
     assert host(inventory, "app-1").data["ec2_role"] == "backend"
+    assert "ec2_backend_addresses" not in host(inventory, "app-1").data
+    assert host(inventory, "proxy-1").data["ec2_backend_addresses"] == [private_ip(fleet, app_1)]
+    assert host(inventory, "app-1").groups == (
+        "backends",
+        "env_lab",
+        "az_eu_west_1a",
+        "region_eu_west_1",
+    )
 
 
 def test_environment_limits_both_roles_when_set(fleet: Fleet) -> None:
@@ -340,8 +404,11 @@ def test_environment_limits_both_roles_when_set(fleet: Fleet) -> None:
     fleet.launch("proxy-prod", environment="prod")
     fleet.launch("app-lab", role="app")
     fleet.launch("app-prod", role="app", environment="prod")
-    assert names(load(ENVIRONMENT="lab")) == ["app-lab", "proxy-lab"]
-    assert names(load()) == ["app-lab", "app-prod", "proxy-lab", "proxy-prod"]
+    lab = load(ENVIRONMENT="lab")
+    assert (names(lab), backend_names(lab)) == (["proxy-lab"], ["app-lab"])
+    everywhere = load()
+    assert names(everywhere) == ["proxy-lab", "proxy-prod"]
+    assert backend_names(everywhere) == ["app-lab", "app-prod"]
 
 
 def test_stopped_instances_are_left_out_unless_states_include_them(fleet: Fleet) -> None:
@@ -364,7 +431,7 @@ def test_extra_filters_narrow_both_queries(fleet: Fleet) -> None:
     fleet.launch("proxy-large", InstanceType="m5.large")
     fleet.launch("app-large", role="app", InstanceType="m5.large")
     inventory = load(EC2_INVENTORY_FILTERS="instance-type=m5.large,m5.xlarge")
-    assert names(inventory) == ["app-large", "proxy-large"]
+    assert (names(inventory), backend_names(inventory)) == (["proxy-large"], ["app-large"])
 
 
 def test_exclude_filters_drop_instances_matching_any_entry(fleet: Fleet) -> None:
@@ -373,22 +440,29 @@ def test_exclude_filters_drop_instances_matching_any_entry(fleet: Fleet) -> None
     fleet.launch("proxy-3", InstanceType="t2.nano")
     fleet.launch("app-1", role="app", tags={"Maintenance": "true"})
     inventory = load(EC2_INVENTORY_EXCLUDE="tag:Maintenance=true;instance-type=t2.nano")
-    assert names(inventory) == ["proxy-1"]
+    assert (names(inventory), backend_names(inventory)) == (["proxy-1"], [])
 
 
 def test_backends_are_not_queried_when_backend_tags_empty(fleet: Fleet) -> None:
     fleet.launch("proxy-1")
     fleet.launch("app-1", role="app")
     inventory = load(EC2_INVENTORY_BACKEND_TAGS="")
-    assert names(inventory) == ["proxy-1"]
-    assert inventory.warnings == ()
+    assert (names(inventory), backend_names(inventory)) == (["proxy-1"], [])
+    assert host(inventory, "proxy-1").data["ec2_backend_addresses"] == []
+    assert inventory.warnings == ()  # the deploy's upstream_servers says where to go
 
 
-def test_missing_backends_give_a_warning_not_an_error(fleet: Fleet) -> None:
+@pytest.mark.parametrize("as_hosts", [False, True])
+def test_missing_backends_give_a_warning_not_an_error(fleet: Fleet, as_hosts: bool) -> None:
     fleet.launch("proxy-1")
-    inventory = load()
-    assert any("group `backends` is empty" in warning for warning in inventory.warnings)
-    assert inventory.pyinfra_groups()["backends"] == []
+    inventory = load(ENVIRONMENT="lab", EC2_INVENTORY_BACKENDS_AS_HOSTS=str(as_hosts))
+    assert inventory.warnings == (
+        "no running EC2 instances match the backend filters (tag:Role=app Environment=lab) in "
+        "eu-west-1: every proxy gets an empty ec2_backend_addresses (the deploy then needs "
+        "upstream_servers)" + ("; group `backends` is empty" if as_hosts else ""),
+    )
+    assert host(inventory, "proxy-1").data["ec2_backend_addresses"] == []
+    assert ("backends" in inventory.pyinfra_groups()) is as_hosts
 
 
 def test_instance_matching_both_roles_is_an_error(fleet: Fleet) -> None:
@@ -401,7 +475,7 @@ def test_zero_instances_allowed_with_setting_warns(fleet: Fleet) -> None:
     inventory = load(ENVIRONMENT="nowhere", EC2_INVENTORY_ALLOW_EMPTY="true")
     assert inventory.hosts == ()
     assert any("no running EC2 instances match" in w for w in inventory.warnings)
-    assert inventory.pyinfra_groups() == {"proxies": [], "backends": []}
+    assert inventory.pyinfra_groups() == {"proxies": []}
 
 
 # --- where: regions, pagination, credentials ------------------------------------------------
@@ -420,6 +494,35 @@ def test_every_region_is_queried_and_names_stay_unique(fleet: Fleet) -> None:
     assert all(name.startswith("proxy-1-") for name in names(inventory, "region_eu_west_1"))
 
 
+def test_proxy_gets_the_backends_of_its_own_region_only(fleet: Fleet) -> None:
+    fleet.launch("proxy-eu", region=REGION)
+    fleet.launch("proxy-us", region=OTHER_REGION)
+    (app_eu,) = fleet.launch("app-eu", role="app", region=REGION)
+    (app_us,) = fleet.launch("app-us", role="app", region=OTHER_REGION)
+    inventory = load(EC2_INVENTORY_REGIONS=f"{REGION},{OTHER_REGION}")
+    addresses = {h.name: h.data["ec2_backend_addresses"] for h in inventory.hosts}
+    assert addresses == {
+        "proxy-eu": [private_ip(fleet, app_eu)],
+        "proxy-us": [private_ip(fleet, app_us, OTHER_REGION)],
+    }
+    assert inventory.warnings == ()
+
+
+def test_region_without_backends_gives_its_proxies_none_with_a_warning() -> None:
+    inventory = build(
+        fake_instance("i-00000000000000001", "proxy-eu"),
+        fake_instance("i-00000000000000002", "proxy-de", region="eu-central-1"),
+        fake_instance("i-00000000000000003", "app-eu", "backend", private_ip="10.0.0.9"),
+        EC2_INVENTORY_REGIONS=f"{REGION},eu-central-1",
+    )
+    assert host(inventory, "proxy-eu").data["ec2_backend_addresses"] == ["10.0.0.9"]
+    assert host(inventory, "proxy-de").data["ec2_backend_addresses"] == []
+    assert inventory.warnings == (
+        "no backend with a private IPv4 address in eu-central-1: its 1 proxies get an empty "
+        "ec2_backend_addresses (a proxy gets the backends of its own region only)",
+    )
+
+
 def test_regions_are_queried_concurrently(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
     regions = [REGION, OTHER_REGION, "eu-central-1"]
     for region in regions:
@@ -436,6 +539,7 @@ def test_regions_are_queried_concurrently(fleet: Fleet, monkeypatch: pytest.Monk
     assert len(load(EC2_INVENTORY_REGIONS=",".join(regions)).hosts) == 3
 
 
+@pytest.mark.slow
 def test_pagination_reads_every_page_of_1001_instances(
     fleet: Fleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -500,24 +604,31 @@ def test_retry_mode_and_attempts_reach_botocore_when_set() -> None:
 # --- host names -----------------------------------------------------------------------------
 
 
-def test_duplicate_names_get_instance_id_suffix_and_unique_names_stay(fleet: Fleet) -> None:
-    asg = fleet.launch("proxy-asg", count=3)
-    fleet.launch("proxy-1")
-    inventory = load()
-    expected = sorted(f"proxy-asg-{i.removeprefix('i-')[-8:]}" for i in asg)
-    assert names(inventory) == ["proxy-1", *expected]
+def test_duplicate_names_get_instance_id_suffix_and_unique_names_stay() -> None:
+    asg = [fake_instance(f"i-0a1b2c3d4e5f6000{n}", "proxy-asg") for n in (3, 1, 2)]
+    inventory = build(*asg, fake_instance("i-0a1b2c3d4e5f60009", "proxy-1"))
+    assert names(inventory) == [
+        "proxy-1",
+        "proxy-asg-e5f60001",
+        "proxy-asg-e5f60002",
+        "proxy-asg-e5f60003",
+    ]
 
 
-def test_duplicate_names_always_mode_suffixes_every_named_host(fleet: Fleet) -> None:
-    (instance_id,) = fleet.launch("proxy-1")
-    inventory = load(EC2_INVENTORY_DUPLICATE_NAMES="always", EC2_INVENTORY_NAME_SUFFIX_LENGTH="4")
-    assert names(inventory) == [f"proxy-1-{instance_id[-4:]}"]
+def test_duplicate_names_always_mode_suffixes_every_named_host() -> None:
+    inventory = build(
+        fake_instance("i-0a1b2c3d4e5f60001", "proxy-1"),
+        fake_instance("i-0a1b2c3d4e5f60002", None),  # named by its id already
+        EC2_INVENTORY_DUPLICATE_NAMES="always",
+        EC2_INVENTORY_NAME_SUFFIX_LENGTH="4",
+    )
+    assert names(inventory) == ["i-0a1b2c3d4e5f60002", "proxy-1-0001"]
 
 
-def test_duplicate_names_error_mode_fails_naming_the_instances(fleet: Fleet) -> None:
-    fleet.launch("proxy-asg", count=2)
+def test_duplicate_names_error_mode_fails_naming_the_instances() -> None:
+    asg = [fake_instance(f"i-0a1b2c3d4e5f6000{n}", "proxy-asg") for n in (1, 2)]
     with pytest.raises(InventoryError, match="2 instances are named 'proxy-asg'"):
-        load(EC2_INVENTORY_DUPLICATE_NAMES="error")
+        build(*asg, EC2_INVENTORY_DUPLICATE_NAMES="error")
 
 
 def test_suffix_is_lengthened_when_short_suffixes_collide() -> None:
@@ -544,14 +655,13 @@ def test_suffixed_name_equal_to_another_name_is_an_error() -> None:
         assign_names(instances, settings_with())
 
 
-def test_missing_name_tag_uses_instance_id(fleet: Fleet) -> None:
-    (instance_id,) = fleet.launch(None)
-    assert names(load()) == [instance_id]
+def test_missing_name_tag_uses_instance_id() -> None:
+    assert names(build(fake_instance("i-0a1b2c3d4e5f60001", None))) == ["i-0a1b2c3d4e5f60001"]
 
 
-def test_hostname_tag_setting_picks_the_name_tag(fleet: Fleet) -> None:
-    fleet.launch("ignored", tags={"Hostname": "edge-7"})
-    assert names(load(EC2_INVENTORY_HOSTNAME_TAG="Hostname")) == ["edge-7"]
+def test_hostname_tag_setting_picks_the_name_tag() -> None:
+    instance = fake_instance("i-0a1b2c3d4e5f60001", "ignored", tags={"Hostname": "edge-7"})
+    assert names(build(instance, EC2_INVENTORY_HOSTNAME_TAG="Hostname")) == ["edge-7"]
 
 
 @pytest.mark.parametrize(
@@ -565,36 +675,41 @@ def test_unsafe_name_characters_are_replaced(tag: str, expected: str | None) -> 
     )
 
 
-def test_host_named_like_a_group_is_an_error(fleet: Fleet) -> None:
-    fleet.launch("backends")
-    with pytest.raises(InventoryError, match=r"'backends' .* is also a group name"):
-        load()
+@pytest.mark.parametrize("name", ["backends", "env_lab", "aws"])
+def test_host_named_like_a_group_is_an_error(name: str) -> None:
+    # `backends` too, even when the backends are not hosts: a name must not depend on the mode.
+    instance = fake_instance("i-0a1b2c3d4e5f60001", name, tags={"Name": name, "Environment": "lab"})
+    with pytest.raises(InventoryError, match=rf"'{name}' .* is also a group name"):
+        build(instance)
 
 
 # --- how to reach a host --------------------------------------------------------------------
 
 
-def test_ssh_hostname_is_private_ip_by_default(fleet: Fleet) -> None:
-    fleet.launch("proxy-1")
-    data = host(load(), "proxy-1").data
-    assert data["ssh_hostname"] == data["ec2_private_ip"]
+ADDRESSED = {
+    "private_ip": "10.0.0.7",
+    "public_ip": "203.0.113.7",
+    "private_dns": "ip-10-0-0-7.eu-west-1.compute.internal",
+    "public_dns": "ec2-203-0-113-7.eu-west-1.compute.amazonaws.com",
+    "tags": {"Name": "proxy-1", "SshAddress": "proxy-1.internal.example"},
+}
 
 
 @pytest.mark.parametrize(
-    ("preference", "field"),
+    ("preference", "expected"),
     [
-        ("public-ip,private-ip", "ec2_public_ip"),
-        ("public-dns", "ec2_public_dns"),
-        ("private-dns", "ec2_private_dns"),
-        ("tag:SshAddress,private-ip", None),
+        ("", ADDRESSED["private_ip"]),  # the default, private-ip: CI runs inside the VPC
+        ("public-ip,private-ip", ADDRESSED["public_ip"]),
+        ("public-dns", ADDRESSED["public_dns"]),
+        ("private-dns", ADDRESSED["private_dns"]),
+        ("tag:SshAddress,private-ip", "proxy-1.internal.example"),
+        ("tag:Missing,public-ip", ADDRESSED["public_ip"]),
     ],
 )
-def test_ssh_hostname_follows_preference_when_set(
-    fleet: Fleet, preference: str, field: str | None
-) -> None:
-    fleet.launch("proxy-1", tags={"SshAddress": "proxy-1.internal.example"})
-    data = host(load(EC2_INVENTORY_HOSTNAME_PREFERENCE=preference), "proxy-1").data
-    assert data["ssh_hostname"] == (data[field] if field else "proxy-1.internal.example")
+def test_ssh_hostname_follows_preference(preference: str, expected: str) -> None:
+    env = {"EC2_INVENTORY_HOSTNAME_PREFERENCE": preference} if preference else {}
+    inventory = build(fake_instance("i-0a1b2c3d4e5f60001", "proxy-1", **ADDRESSED), **env)
+    assert host(inventory, "proxy-1").data["ssh_hostname"] == expected
 
 
 def test_ssh_hostname_falls_back_when_preferred_address_missing(fleet: Fleet) -> None:
@@ -604,30 +719,34 @@ def test_ssh_hostname_falls_back_when_preferred_address_missing(fleet: Fleet) ->
     assert data["ssh_hostname"] == data["ec2_private_ip"]
 
 
-def test_instance_without_any_preferred_address_is_an_error(fleet: Fleet) -> None:
-    fleet.launch("proxy-1", SubnetId=fleet.private_subnet())
+def test_instance_without_any_preferred_address_is_an_error() -> None:
+    private_only = fake_instance("i-0a1b2c3d4e5f60001", "proxy-1", public_ip=None)
     with pytest.raises(InventoryError, match=r"no address among .*=public-ip,public-dns"):
-        load(EC2_INVENTORY_HOSTNAME_PREFERENCE="public-ip,public-dns")
+        build(private_only, EC2_INVENTORY_HOSTNAME_PREFERENCE="public-ip,public-dns")
 
 
-def test_ssh_user_comes_from_tag_else_setting(fleet: Fleet) -> None:
-    fleet.launch("proxy-ubuntu", tags={"SshUser": "ubuntu"})
-    fleet.launch("proxy-debian")
-    inventory = load()
-    assert host(inventory, "proxy-ubuntu").data["ssh_user"] == "ubuntu"
-    assert host(inventory, "proxy-debian").data["ssh_user"] == "admin"
-    inventory = load(EC2_INVENTORY_SSH_USER="deploy", EC2_INVENTORY_SSH_USER_TAG="")
+def test_ssh_user_comes_from_tag_else_setting() -> None:
+    ubuntu = fake_instance("i-0a1b2c3d4e5f60001", None, tags={"Name": "u", "SshUser": "ubuntu"})
+    debian = fake_instance("i-0a1b2c3d4e5f60002", "d")
+    inventory = build(ubuntu, debian)
+    assert host(inventory, "u").data["ssh_user"] == "ubuntu"
+    assert host(inventory, "d").data["ssh_user"] == "admin"
+    inventory = build(
+        ubuntu, debian, EC2_INVENTORY_SSH_USER="deploy", EC2_INVENTORY_SSH_USER_TAG=""
+    )
     assert {h.data["ssh_user"] for h in inventory.hosts} == {"deploy"}
 
 
 def test_bastion_routes_hosts_through_proxyjump_in_ssh_config(fleet: Fleet) -> None:
     fleet.launch("proxy-1")
+    (app_1,) = fleet.launch("app-1", role="app")
     inventory = load(
         EC2_INVENTORY_BASTION="jump@bastion.example.com:2222",
         EC2_INVENTORY_BASTION_KEY="/keys/bastion",
     )
     data = host(inventory, "proxy-1").data
     path = Path(data["ssh_config_file"])
+    assert private_ip(fleet, app_1) not in path.read_text()  # not a target: no route to it
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     config = SSHConfig()  # pyinfra's own parser, as its SSH connector uses it
     with path.open(encoding="utf-8") as stream:
@@ -644,23 +763,30 @@ def test_bastion_routes_hosts_through_proxyjump_in_ssh_config(fleet: Fleet) -> N
 # --- groups and host data -------------------------------------------------------------------
 
 
-def test_keyed_groups_come_from_tags_and_placement(fleet: Fleet) -> None:
-    fleet.launch("proxy-1", Placement={"AvailabilityZone": "eu-west-1b"})
-    inventory = load()
-    assert host(inventory, "proxy-1").groups == (
+def test_keyed_groups_come_from_tags_and_placement() -> None:
+    instance = fake_instance(
+        "i-0a1b2c3d4e5f60001",
+        None,
+        availability_zone="eu-west-1b",
+        tags={"Name": "proxy-1", "Environment": "lab"},
+    )
+    assert host(build(instance), "proxy-1").groups == (
         "proxies",
         "env_lab",
         "az_eu_west_1b",
         "region_eu_west_1",
     )
-    custom = load(EC2_INVENTORY_KEYED_GROUPS="type=instance-type,team=tag:Team")
+    custom = build(instance, EC2_INVENTORY_KEYED_GROUPS="type=instance-type,team=tag:Team")
     assert host(custom, "proxy-1").groups == ("proxies", "type_t3_micro")
 
 
-def test_pyinfra_groups_put_host_data_in_role_groups_only(fleet: Fleet) -> None:
-    fleet.launch("proxy-1")
-    fleet.launch("app-1", role="app")
-    groups = load().pyinfra_groups()
+def test_pyinfra_groups_put_host_data_in_role_groups_only() -> None:
+    lab = {"Environment": "lab"}
+    groups = build(
+        fake_instance("i-0a1b2c3d4e5f60001", None, tags={"Name": "proxy-1", **lab}),
+        fake_instance("i-0a1b2c3d4e5f60002", None, "backend", tags={"Name": "app-1", **lab}),
+        EC2_INVENTORY_BACKENDS_AS_HOSTS="true",
+    ).pyinfra_groups()
     assert [name for name, _ in groups["proxies"]] == ["proxy-1"]
     assert [name for name, _ in groups["backends"]] == ["app-1"]
     assert groups["env_lab"] == ["app-1", "proxy-1"]
@@ -672,13 +798,98 @@ def test_host_data_carries_ec2_facts(fleet: Fleet) -> None:
     data = host(load(), "proxy-1").data
     assert set(data) >= CONTRACT_DATA_KEYS
     assert data["ec2_instance_id"] == instance_id
+    (raw,) = fleet.client().describe_instances(InstanceIds=[instance_id])["Reservations"][0][
+        "Instances"
+    ]
+    assert (
+        data["ec2_private_ip"],
+        data["ec2_public_ip"],
+        data["ec2_private_dns"],
+        data["ec2_public_dns"],
+        data["ec2_vpc_id"],
+        data["ec2_subnet_id"],
+    ) == (
+        raw["PrivateIpAddress"],
+        raw["PublicIpAddress"],
+        raw["PrivateDnsName"],
+        raw["PublicDnsName"],
+        raw["VpcId"],
+        raw["SubnetId"],
+    )
+    assert data["ssh_hostname"] == raw["PrivateIpAddress"]  # private-ip by default
     assert data["ec2_region"] == REGION
     assert data["ec2_availability_zone"] == "eu-west-1c"
     assert data["ec2_instance_type"] == "t3.micro"
     assert data["ec2_role"] == "proxy"
     assert data["ec2_launch_time"].endswith("+00:00")
     assert data["ec2_tags"] == {"Role": "reverse-proxy", "Name": "proxy-1", "Environment": "lab"}
+    assert data["ec2_backend_addresses"] == []
     json.dumps(data)  # pyinfra's debug-inventory --json must be able to print it
+
+
+def test_backend_addresses_sorted_by_backend_name_and_deduplicated() -> None:
+    instances = [
+        fake_instance("i-00000000000000001", "proxy-1"),
+        fake_instance("i-0000000000000000b", "app-b", "backend", private_ip="10.0.0.2"),
+        fake_instance("i-0000000000000000a", "app-a", "backend", private_ip="10.0.0.3"),
+        fake_instance("i-0000000000000000c", "app-c", "backend", private_ip="10.0.0.2"),
+    ]
+    inventory = build_inventory(instances, settings_with())
+    assert host(inventory, "proxy-1").data["ec2_backend_addresses"] == ["10.0.0.3", "10.0.0.2"]
+    assert backend_names(inventory) == ["app-a", "app-b", "app-c"]
+    assert inventory.warnings == ()
+
+
+def test_backend_without_private_ip_is_skipped_with_a_warning() -> None:
+    instances = [
+        fake_instance("i-00000000000000001", "proxy-1"),
+        fake_instance("i-0000000000000000a", "app-a", "backend", private_ip=None),
+        fake_instance("i-0000000000000000b", "app-b", "backend", private_ip="10.0.0.2"),
+    ]
+    inventory = build_inventory(instances, settings_with())
+    assert host(inventory, "proxy-1").data["ec2_backend_addresses"] == ["10.0.0.2"]
+    assert inventory.warnings == (
+        "backend app-a (i-0000000000000000a, eu-west-1) has no private IPv4 address; it is left "
+        "out of the proxies' ec2_backend_addresses",
+    )
+
+
+def test_backend_needs_an_ssh_address_only_when_it_is_a_host() -> None:
+    instances = [
+        fake_instance("i-00000000000000001", "proxy-1", public_ip="203.0.113.1"),
+        fake_instance("i-0000000000000000a", "app-a", "backend", private_ip="10.0.0.2"),
+    ]
+    public = {"EC2_INVENTORY_HOSTNAME_PREFERENCE": "public-ip"}
+    inventory = build_inventory(instances, settings_with(**public))
+    assert host(inventory, "proxy-1").data["ec2_backend_addresses"] == ["10.0.0.2"]
+    as_hosts = settings_with(**public, EC2_INVENTORY_BACKENDS_AS_HOSTS="true")
+    with pytest.raises(InventoryError, match=r"i-0000000000000000a \(app-a, eu-west-1\) has no"):
+        build_inventory(instances, as_hosts)
+
+
+def test_proxies_and_backends_in_several_vpcs_of_a_region_give_a_warning() -> None:
+    instances = [
+        fake_instance("i-00000000000000001", "proxy-1", vpc_id="vpc-a"),
+        fake_instance("i-0000000000000000a", "app-a", "backend", vpc_id="vpc-a"),
+        fake_instance("i-0000000000000000b", "app-b", "backend", vpc_id="vpc-b"),
+    ]
+    (warning,) = build_inventory(instances, settings_with()).warnings
+    assert warning.startswith("the proxies and backends in eu-west-1 are in 2 VPCs (vpc-a, vpc-b)")
+    assert "EC2_INVENTORY_FILTERS=vpc-id=" in warning
+    same_vpc = [i for i in instances if i.vpc_id == "vpc-a"]
+    assert build_inventory(same_vpc, settings_with()).warnings == ()
+
+
+def test_backend_names_do_not_depend_on_backends_as_hosts() -> None:
+    instances = [
+        fake_instance("i-00000000000000001", "web"),
+        fake_instance("i-00000000000000002", "web", "backend"),
+    ]
+    default = build_inventory(instances, settings_with())
+    as_hosts = build_inventory(instances, settings_with(EC2_INVENTORY_BACKENDS_AS_HOSTS="1"))
+    assert names(default) == ["web-00000001"]
+    assert backend_names(default) == backend_names(as_hosts) == ["web-00000002"]
+    assert names(as_hosts) == ["web-00000001", "web-00000002"]
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -859,29 +1070,69 @@ def test_cache_key_differs_for_other_filters_and_credentials() -> None:
 # --- listing and the pyinfra inventory file -------------------------------------------------
 
 
-def test_listing_prints_hosts_addresses_and_groups(
+def test_listing_prints_hosts_then_backends_that_are_not_targets(
     fleet: Fleet, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    fleet.launch("proxy-1")
-    fleet.launch("app-1", role="app")
+    (proxy_1,) = fleet.launch("proxy-1")
+    (app_1,) = fleet.launch("app-1", role="app")
     assert main([]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["NAME", "ADDRESS", "USER", "INSTANCE", "GROUPS"]
-    assert lines[1].startswith("app-1 ")
-    assert "proxies env_lab az_eu_west_1a region_eu_west_1" in lines[2]
+    assert lines[1].split() == [
+        "proxy-1",
+        private_ip(fleet, proxy_1),
+        "admin",
+        proxy_1,
+        *("proxies", "env_lab", "az_eu_west_1a", "region_eu_west_1"),
+    ]
+    assert lines[2:5] == [
+        "",
+        "backends (not deploy targets; the proxies' ec2_backend_addresses):",
+        lines[4],
+    ]
+    assert lines[4].split() == ["NAME", "ADDRESS", "REGION", "INSTANCE"]
+    assert lines[5].split() == ["app-1", private_ip(fleet, app_1), REGION, app_1]
+    assert lines[-1] == "1 hosts (proxies: 1) and 1 backends (not hosts) in eu-west-1 from AWS"
+
+
+def test_listing_counts_backends_as_hosts_when_set(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fleet.launch("proxy-1")
+    fleet.launch("app-1", role="app")
+    monkeypatch.setenv("EC2_INVENTORY_BACKENDS_AS_HOSTS", "true")
+    assert main([]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1:-1]] == ["app-1", "proxy-1"]
+    assert lines[1].endswith(" backends env_lab az_eu_west_1a region_eu_west_1")
     assert lines[-1] == "2 hosts (proxies: 1, backends: 1) in eu-west-1 from AWS"
 
 
+@pytest.mark.parametrize("as_hosts", [False, True])
 def test_listing_json_follows_contract_sorted_by_name(
-    fleet: Fleet, capsys: pytest.CaptureFixture[str]
+    fleet: Fleet,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    as_hosts: bool,
 ) -> None:
     fleet.launch("proxy-2")
     fleet.launch("proxy-1")
+    (app_1,) = fleet.launch("app-1", role="app")
+    monkeypatch.setenv("EC2_INVENTORY_BACKENDS_AS_HOSTS", str(as_hosts).lower())
     assert main(["--json"]) == 0
-    listing = json.loads(capsys.readouterr().out)
-    assert [entry["name"] for entry in listing] == ["proxy-1", "proxy-2"]
-    assert set(listing[0]) == {"name", "ssh_hostname", "groups", "data"}
-    assert listing[0]["ssh_hostname"] == listing[0]["data"]["ssh_hostname"]
+    output = capsys.readouterr().out
+    listing = json.loads(output)
+    proxies = ["proxy-1", "proxy-2"]
+    assert [entry["name"] for entry in listing] == (["app-1", *proxies] if as_hosts else proxies)
+    for entry in listing:
+        assert set(entry) == {"name", "ssh_hostname", "groups", "data"}
+        assert entry["ssh_hostname"] == entry["data"]["ssh_hostname"]
+        is_proxy = entry["name"] in proxies
+        assert entry["groups"][0] == ("proxies" if is_proxy else "backends")
+        if is_proxy:
+            assert entry["data"]["ec2_backend_addresses"] == [private_ip(fleet, app_1)]
+    # tools/rollout.py reads this listing and deploys group `proxies` only, in this order.
+    assert [h.name for h in parse_inventory_json(output)] == proxies
 
 
 def test_listing_error_exits_2_without_traceback(
@@ -900,19 +1151,47 @@ def test_listing_mentions_bastion_when_set(fleet: Fleet) -> None:
     assert format_listing(inventory, settings).endswith("via bastion jump@10.0.0.5:22")
 
 
-def test_inventory_file_defines_only_group_lists_when_executed(fleet: Fleet) -> None:
-    fleet.launch("proxy-1")
-    fleet.launch("app-1", role="app")
+def execute_inventory_file() -> dict[str, Any]:
+    """The groups `inventories/aws.py` defines, found as pyinfra 3.10 finds them.
+
+    pyinfra execs the file with only __file__ set, then keeps list/tuple globals not starting
+    with `_`. (Not pyinfra_cli's own loader in process: importing pyinfra_cli monkey-patches the
+    whole test process with gevent.)
+    """
     path = REPO_ROOT / "inventories" / "aws.py"
-    # pyinfra 3.10 execs the file with only __file__ set, then keeps list/tuple globals.
     namespace: dict[str, Any] = {"__file__": str(path)}
     exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), namespace)
-    groups = {
-        key
+    return {
+        key: value
         for key, value in namespace.items()
         if not key.startswith("_") and isinstance(value, list | tuple)
     }
-    assert groups == {"proxies", "backends", "env_lab", "az_eu_west_1a", "region_eu_west_1"}
+
+
+@pytest.mark.parametrize("as_hosts", [False, True])
+def test_inventory_file_gives_pyinfra_proxies_with_backend_addresses(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch, as_hosts: bool
+) -> None:
+    fleet.launch("proxy-1")
+    (app_1,) = fleet.launch("app-1", role="app")
+    monkeypatch.setenv("EC2_INVENTORY_BACKENDS_AS_HOSTS", str(as_hosts).lower())
+    groups = execute_inventory_file()
+    keyed = {"env_lab", "az_eu_west_1a", "region_eu_west_1"}
+    assert set(groups) == {"proxies", *keyed, *(["backends"] if as_hosts else [])}
+    # As pyinfra_cli builds it: `all` made of every group's hosts, each group (hosts, data).
+    all_hosts = list(
+        dict.fromkeys(entry[0] for entry in groups["proxies"] + groups.get("backends", []))
+    )
+    inventory = Inventory((all_hosts, {}), **{name: (hosts, {}) for name, hosts in groups.items()})
+    expected = ["app-1", "proxy-1"] if as_hosts else ["proxy-1"]
+    assert sorted(h.name for h in inventory) == expected
+    assert sorted(h.name for h in inventory.get_group("env_lab")) == expected
+    assert inventory.get_host("proxy-1").data.ec2_backend_addresses == [private_ip(fleet, app_1)]
+    if as_hosts:
+        assert [h.name for h in inventory.get_group("backends")] == ["app-1"]
+    else:
+        with pytest.raises(NoGroupError):
+            inventory.get_group("backends")
 
 
 def test_settings_table_option_prints_markdown(capsys: pytest.CaptureFixture[str]) -> None:
@@ -978,7 +1257,7 @@ def run_pyinfra(url: str, cwd: Path, *args: str, **env: str) -> subprocess.Compl
     )
 
 
-def hosts_pyinfra_tries(url: str, cwd: Path, *limits: str) -> list[str]:
+def hosts_pyinfra_tries(url: str, cwd: Path, *limits: str, **env: str) -> list[str]:
     """Hosts pyinfra tries to reach with these `--limit`s; each fails at once (127.0.0.1:1)."""
     limit_options = [option for limit in limits for option in ("--limit", limit)]
     result = run_pyinfra(
@@ -988,18 +1267,30 @@ def hosts_pyinfra_tries(url: str, cwd: Path, *limits: str) -> list[str]:
         *("--port", "1", "--dry", "-y"),
         *("--data", f"ssh_known_hosts_file={cwd / 'known_hosts'}"),
         *("exec", "--", "true"),
+        **env,
     )
     tried = re.findall(r"^\s*\[([^\]]+)\]\s+Could not connect", result.stderr, re.MULTILINE)
     return sorted(tried)
 
 
-def test_pyinfra_limit_selects_host_by_name_and_group(moto_server_url: str, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_pyinfra_connects_to_the_proxies_only_by_default(
+    moto_server_url: str, tmp_path: Path
+) -> None:
     # Run from another directory: pyinfra execs the file without the repository on sys.path.
+    assert hosts_pyinfra_tries(moto_server_url, tmp_path) == ["proxy-1", "proxy-2"]
+
+
+@pytest.mark.slow
+def test_pyinfra_limit_selects_host_by_name_and_group(moto_server_url: str, tmp_path: Path) -> None:
     # One run, two --limit values (pyinfra ORs them): a host name and a group name.
-    tried = hosts_pyinfra_tries(moto_server_url, tmp_path, "proxy-2", "backends")
+    tried = hosts_pyinfra_tries(
+        moto_server_url, tmp_path, "proxy-2", "backends", EC2_INVENTORY_BACKENDS_AS_HOSTS="true"
+    )
     assert tried == ["app-1", "proxy-2"]
 
 
+@pytest.mark.slow
 def test_pyinfra_shows_one_error_line_without_traceback_when_inventory_fails(
     moto_server_url: str, tmp_path: Path
 ) -> None:

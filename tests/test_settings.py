@@ -396,8 +396,8 @@ def test_backends_refuse_bad_group_address(address: str) -> None:
         st.backends(from_data(REQUIRED), [address])
 
 
-def test_backends_refused_when_group_is_empty() -> None:
-    with pytest.raises(SettingsError, match="inventory group 'backends'"):
+def test_backends_refused_when_inventory_found_none() -> None:
+    with pytest.raises(SettingsError, match="the inventory found no backend instances"):
         st.backends(from_data(REQUIRED), [])
 
 

@@ -26,7 +26,7 @@ REQUIRED: dict[str, Any] = {"admin_cidrs": ["10.77.0.1/32"], "allowed_http_cidrs
 MIME_TYPES = "types {\n    text/html html;\n    text/plain txt;\n}\n"
 RETRY_ON = "error timeout http_500 http_502 http_503 http_504"
 
-# name: (settings on top of REQUIRED, addresses of the backend_group hosts, nginx_has_resolve)
+# name: (settings on top of REQUIRED, the inventory's ec2_backend_addresses, nginx_has_resolve)
 VARIANTS: dict[str, tuple[dict[str, Any], list[str], bool]] = {
     "default": ({}, ["10.77.0.10"], False),
     "named_behind_balancer": (
