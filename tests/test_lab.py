@@ -13,22 +13,17 @@ pytestmark = pytest.mark.lab
 LAB_STAGE = 0  # before any deploy: port 22 must still be open to everyone
 
 
-def ssh(node: config.Node, command: str) -> subprocess.CompletedProcess:
-    """Run COMMAND on NODE over real SSH as admin, checking its host key strictly."""
+def ssh(node: config.Node, command: str, user: str = "admin") -> subprocess.CompletedProcess:
+    """Run COMMAND on NODE over real SSH as USER, checking its host key strictly."""
+    options = [
+        "BatchMode=yes",
+        "StrictHostKeyChecking=yes",
+        f"UserKnownHostsFile={config.known_hosts_path()}",
+    ]
     return subprocess.run(
-        [
-            "ssh",
-            "-i",
-            str(config.ssh_key_path()),
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            f"UserKnownHostsFile={config.known_hosts_path()}",
-            f"admin@{node.address}",
-            command,
-        ],
+        ["ssh", "-i", str(config.ssh_key_path())]
+        + [arg for option in options for arg in ("-o", option)]
+        + [f"{user}@{node.address}", command],
         capture_output=True,
         text=True,
         timeout=30,
@@ -44,22 +39,7 @@ def test_ssh_as_admin_with_passwordless_sudo_works_on_every_proxy(proxies):
 
 def test_root_login_is_refused_on_every_proxy(proxies):
     for node in proxies:
-        result = subprocess.run(
-            [
-                "ssh",
-                "-i",
-                str(config.ssh_key_path()),
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                f"UserKnownHostsFile={config.known_hosts_path()}",
-                f"root@{node.address}",
-                "true",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        result = ssh(node, "true", user="root")
         assert result.returncode == 255 and "Permission denied" in result.stderr
 
 
