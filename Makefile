@@ -4,6 +4,7 @@ SHELL := /bin/bash
 
 VENV    := .venv
 CHECKOV_VENV := .venv-checkov
+CI_LOCAL     := tools/gitlab-ci-local/node_modules/.bin/gitlab-ci-local
 PY      := $(VENV)/bin/python
 PYINFRA := $(VENV)/bin/pyinfra
 PROXIES ?= 3
@@ -39,7 +40,7 @@ check: venv  ## Linters and the fast unit tests (no lab, under a minute)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest -q -m "not lab and not slow"
 
-test: deps venv $(CHECKOV_VENV)/.installed  ## The whole suite: unit tests, then the lab tests on real hosts
+test: deps venv $(CHECKOV_VENV)/.installed $(CI_LOCAL)  ## The whole suite: unit tests, then the lab tests on real hosts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest -q
@@ -96,6 +97,11 @@ drift-repair: venv  ## Re-deploy only the drifted proxies (health-gated), then c
 
 checkov: $(CHECKOV_VENV)/.installed  ## Security policy check of terraform/ (checkov, offline)
 	$(CHECKOV_VENV)/bin/checkov -d terraform/ --skip-download --compact --quiet
+
+# gitlab-ci-local runs the pipeline's jobs on the lab (tests/test_pipeline_lab.py); locked by npm
+$(CI_LOCAL): tools/gitlab-ci-local/package-lock.json
+	npm ci --prefix tools/gitlab-ci-local --no-audit --no-fund --loglevel=error
+	touch $@
 
 # checkov pins an old boto3: it gets a venv of its own
 $(CHECKOV_VENV)/.installed: requirements-checkov.lock
