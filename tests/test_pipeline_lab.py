@@ -1,0 +1,117 @@
+"""The GitLab CI jobs (issue 6), run for real on the lab with gitlab-ci-local's shell executor:
+the same `make` targets, the real inventory over the fake EC2, the real deploy over SSH.
+
+LAB_STAGE 40: after the deploy and hardening tests, with the fleet converged.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from conftest import REPO, run_deploy
+from test_deploy import on_host, sha1_of
+
+from lab import core
+
+pytestmark = pytest.mark.lab
+LAB_STAGE = 40
+
+GITLAB_CI_LOCAL = REPO / "tools/gitlab-ci-local/node_modules/.bin/gitlab-ci-local"
+MANAGED = "/etc/nginx/conf.d/proxy.conf"
+SABOTAGE = "inet lab_sabotage"
+
+
+def ci_job(lab_env: dict[str, str], job: str, **variables: str) -> subprocess.CompletedProcess:
+    """Run one job of .gitlab-ci.yml in this checkout, pointed at the lab."""
+    if not GITLAB_CI_LOCAL.exists():
+        pytest.fail("gitlab-ci-local is missing: `make test` installs it (make ci-local)")
+    names = (
+        "AWS_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_DEFAULT_REGION",
+        "EC2_INVENTORY_REGIONS",
+        "ENVIRONMENT",
+        "DEPLOY_SSH_KEY",
+        "DEPLOY_SSH_KNOWN_HOSTS",
+    )
+    settings = {name: lab_env[name] for name in names}
+    # The lab has no OIDC: a stand-in token; the lab's static test credentials come first in
+    # boto3's chain. Health gates retry less than in production, to keep the tests short.
+    settings |= {"AWS_ID_TOKEN": "lab-has-no-oidc", "HEALTH_ATTEMPTS": "2", "HEALTH_INTERVAL": "1"}
+    settings |= variables
+    command = [str(GITLAB_CI_LOCAL), "--force-shell-executor", "--no-color"]
+    command += [f"--variable={key}={value}" for key, value in settings.items()]
+    return subprocess.run(
+        [*command, job], cwd=REPO, env=lab_env, capture_output=True, text=True, timeout=900
+    )
+
+
+def drift_everywhere(proxies) -> None:
+    for node in proxies:
+        on_host(node.name, f"echo '# hand edit' >> {MANAGED}")
+
+
+@pytest.fixture
+def converged(deployed, lab_env, proxies):
+    """Every proxy as the deploy wants it, before and after the test; the sha of MANAGED."""
+    assert run_deploy(lab_env).returncode == 0
+    wanted = sha1_of(proxies[0].name, MANAGED)
+    yield wanted
+    for node in proxies:
+        on_host(node.name, f"nft delete table {SABOTAGE} 2>/dev/null || true")
+    assert run_deploy(lab_env).returncode == 0
+
+
+def test_canary_job_changes_one_host_and_fleet_job_the_rest(converged, lab_env, proxies):
+    drift_everywhere(proxies)
+    canary = ci_job(lab_env, "deploy:canary", CANARY_HOST="proxy-2")
+    assert canary.returncode == 0, canary.stdout[-3000:]
+    repaired = {n.name: sha1_of(n.name, MANAGED) == converged for n in proxies}
+    assert repaired == {"proxy-1": False, "proxy-2": True, "proxy-3": False}
+    fleet = ci_job(lab_env, "deploy:fleet", CANARY_HOST="proxy-2")
+    assert fleet.returncode == 0, fleet.stdout[-3000:]
+    assert all(sha1_of(n.name, MANAGED) == converged for n in proxies)
+
+
+def test_verify_job_checks_every_proxy(converged, lab_env, proxies):
+    verify = ci_job(lab_env, "verify")
+    assert verify.returncode == 0, verify.stdout[-3000:]
+    assert all(n.name in verify.stdout for n in proxies)
+
+
+def test_drift_job_fails_naming_the_drifted_host_and_repair_job_fixes_it(
+    converged, lab_env, proxies
+):
+    on_host("proxy-3", f"echo '# hand edit' >> {MANAGED}")
+    detect = ci_job(lab_env, "drift:detect", CI_PIPELINE_SOURCE="schedule")
+    assert detect.returncode != 0
+    report = (REPO / "drift-report.txt").read_text()
+    assert "RESULT: DRIFTED - 1 of 3 hosts" in report, report
+    drifted = json.loads((REPO / "drift-report.json").read_text())["drifted"]
+    assert list(drifted) == ["proxy-3"]
+    assert any("nginx configuration" in str(op) for op in drifted["proxy-3"]), drifted
+    repair = ci_job(lab_env, "drift:repair", CI_PIPELINE_SOURCE="web", DRIFT_REPAIR="true")
+    assert repair.returncode == 0, repair.stdout[-3000:]
+    assert sha1_of("proxy-3", MANAGED) == converged
+    again = ci_job(lab_env, "drift:detect", CI_PIPELINE_SOURCE="schedule")
+    assert again.returncode == 0, again.stdout[-3000:]
+
+
+def test_unhealthy_host_stops_the_fleet_and_later_hosts_stay_untouched(converged, lab_env, proxies):
+    drift_everywhere(proxies)
+    # proxy-2 stops answering the runner's health checks (its own firewall is untouched).
+    on_host(
+        "proxy-2",
+        f"nft add table {SABOTAGE} && nft 'add chain {SABOTAGE} in "
+        "{ type filter hook input priority -10; }' && "
+        f"nft add rule {SABOTAGE} in ip saddr 10.77.0.1 tcp dport 80 drop",
+    )
+    fleet = ci_job(lab_env, "deploy:fleet", CANARY_HOST="proxy-1")
+    assert fleet.returncode != 0
+    assert "proxy-2" in fleet.stdout
+    assert sha1_of("proxy-2", MANAGED) == converged  # deployed, then failed its gate
+    assert sha1_of("proxy-3", MANAGED) != converged  # never reached
+    assert core.can_connect("loadgen", "10.77.0.103", 80)
