@@ -2,7 +2,8 @@
 
 Deploys the proxies through the fake EC2 with the real inventory, then sends traffic from
 `loadgen` with the backend failing, and prints the success rate direct vs through the proxies,
-the attempts per request next to the theory (1 - p^k), and whether the outsider is kept out.
+the attempts per request next to the theory (1 - p^k), whether the outsider is kept out, and
+the reliability report computed from the proxies' access logs.
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ def deploy() -> None:
 
 
 def traffic_table(proxies: list) -> None:
-    from tasks.settings import from_data
+    from tasks.settings import Settings
 
-    tries = from_data({}).tries
+    tries = Settings().tries  # the lab's group_data keeps the default tries
     print(f"\n==> traffic from loadgen, backend failing {FAIL_RATE:.0%} (500, 502, dropped)")
     print(f"{'target':<22} {'requests':>8} {'success':>9} {'attempts/request':>17}")
     rows = [("direct to app-1", f"http://10.77.0.10:{BACKEND_PORT}/pets/1")]
@@ -76,4 +77,16 @@ def main() -> int:
     traffic_table(proxies)
     outsider_table(proxies)
     core.backend_control("/reset", {"fail_rate": FAIL_RATE})
+    report()
     return 0
+
+
+def report() -> None:
+    """The reliability report from the proxies' own logs (python -m report --from-hosts)."""
+    print(
+        "\n==> python -m report --from-hosts (the proxies' JSON access logs, over SSH)", flush=True
+    )
+    env = dict(os.environ, **core.env_vars())
+    subprocess.run(
+        [sys.executable, "-m", "report", "--from-hosts"], cwd=core.REPO, env=env, check=False
+    )
