@@ -62,6 +62,7 @@ docs: venv  ## Regenerate docs/settings.md and the README sections built from do
 
 bench: lab-up  ## Benchmarks on the lab: print tables, write bench/results/*.json
 	$(PY) bench/reliability.py
+	$(PY) bench/overhead.py
 	$(PY) bench/inventory_build.py
 
 report: venv  ## Reliability report from the proxies' logs (over SSH via the inventory), report.png

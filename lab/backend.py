@@ -83,6 +83,9 @@ def make_app_handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"  # keepalive, as nginx's upstream keepalive expects
         timeout = config.BACKEND_IDLE_TIMEOUT  # idle keepalive connections are closed after this
         server_version = "vet-backend/1.0"
+        # Headers and body go out in two writes: with Nagle's algorithm and the client's delayed
+        # ACK each keepalive response would wait ~40 ms (measured: 363 req/s, p50 44 ms).
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: object) -> None:
             pass  # counters, not logs: the load tests send thousands of requests

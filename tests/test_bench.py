@@ -43,3 +43,28 @@ def test_reliability_bench_prints_measured_and_theoretical_rates(deployed, tmp_p
     # (a dropped connection), whatever proxy_next_upstream_tries says.
     assert one_try["attempts_per_request"] < 1.15 < three_tries["attempts_per_request"]
     assert three_tries["success"] > one_try["success"]
+
+
+def test_overhead_bench_compares_direct_and_proxied_in_one_run(deployed, tmp_path):
+    out = tmp_path / "overhead.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "bench/overhead.py",
+            "--seconds",
+            "2",
+            "--max-requests",
+            "400",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    assert set(figures["results"]) == {"direct", "proxy-1"}
+    assert all(r["requests"] <= 400 + 16 for r in figures["results"].values())
+    assert figures["ratios"]["p50"] > 0
