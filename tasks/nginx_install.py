@@ -47,7 +47,8 @@ def install_nginx() -> None:
 def nginx_org_repository() -> None:
     """nginx.org's signed repository, pinned above the distribution's nginx (newer features:
     `resolve` on upstream servers needs 1.27.3+). The signing keys are downloaded once and
-    installed only if their fingerprints are exactly the ones nginx.org documents."""
+    installed only if their fingerprints are exactly the ones nginx.org documents; until they
+    are, apt refuses the repository (signed-by), so nothing unverified is ever installed."""
     distro = host.get_fact(LinuxDistribution)
     meta = distro["release_meta"]
     apt.packages(
@@ -56,12 +57,6 @@ def nginx_org_repository() -> None:
         update=True,
         cache_time=APT_CACHE_SECONDS,
     )
-    key = None
-    if not host.get_fact(File, path=NGINX_ORG_KEYRING):
-        key = server.shell(
-            name=f"Install nginx.org's signing keys at {NGINX_ORG_KEYRING} (fingerprints checked)",
-            commands=[fetch_checked_key_command()],
-        )
     source = files.template(
         name="Install /etc/apt/sources.list.d/nginx-org.list",
         src=f"{TEMPLATES}/nginx/nginx-org.list.j2",
@@ -75,6 +70,12 @@ def nginx_org_repository() -> None:
         src=f"{TEMPLATES}/nginx/nginx-org.pref.j2",
         dest="/etc/apt/preferences.d/90-nginx-org",
     )
+    key = None
+    if not host.get_fact(File, path=NGINX_ORG_KEYRING):
+        key = server.shell(
+            name=f"Install nginx.org's signing keys at {NGINX_ORG_KEYRING} (fingerprints checked)",
+            commands=[fetch_checked_key_command()],
+        )
     apt.update(
         name="Refresh package lists (nginx.org repository added)",
         _if=any_changed(*(op for op in (key, source) if op is not None)),
