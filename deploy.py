@@ -7,7 +7,17 @@ Each line below is one concern, in its own module under tasks/. Settings are val
 lockout guard checked, for every host before anything runs (tasks/preflight.py).
 """
 
-from tasks import firewall, nginx_install, nginx_proxy, packages, preflight, sshd, sysctl, updates
+from tasks import (
+    firewall,
+    log_shipping,
+    nginx_install,
+    nginx_proxy,
+    packages,
+    preflight,
+    sshd,
+    sysctl,
+    updates,
+)
 
 preflight.check_settings_and_access()
 nginx_install.install_nginx()
@@ -17,3 +27,4 @@ firewall.configure_firewall()
 sysctl.harden_sysctl()
 updates.security_updates()
 packages.remove_unneeded()
+log_shipping.ship_logs()

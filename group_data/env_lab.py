@@ -14,3 +14,12 @@ allowed_http_cidrs = ["10.77.0.20/32", "10.77.0.1/32"]
 rate_limit_rps = 5000
 rate_limit_burst = 5000
 conn_limit_per_client = 1000
+
+# Logs go to the fake AWS's S3 (moto on the lab bridge), with its test credentials: on EC2 the
+# instance role is used and log_shipping_env stays empty.
+log_bucket = "proxy-logs-lab"
+log_shipping_env = {
+    "AWS_ENDPOINT_URL": "http://10.77.0.1:5077",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+}

@@ -22,6 +22,7 @@ AWS_PORT = int(os.environ.get("LAB_AWS_PORT", "5077"))
 AWS_REGION = "eu-west-1"
 AWS_ZONE = "eu-west-1a"
 ENVIRONMENT = "lab"
+LOG_BUCKET = "proxy-logs-lab"  # the lab's stand-in for terraform's access-log bucket
 
 STATE_DIR = Path(os.environ.get("LAB_STATE_DIR", "/var/lib/proxy-lab"))
 CACHE_DIR = Path(os.environ.get("LAB_CACHE_DIR", "/var/cache/proxy-lab"))

@@ -69,6 +69,7 @@ def up(proxies: int, suites: dict[int, str]) -> dict:
 def _up(lab_state: dict) -> None:
     members = members_of(lab_state)
     containers = [n for n in members if n.container]
+    net.ensure_bridge()  # the fake AWS listens on the bridge's address
     fakeaws.start(lab_state)
     with ThreadPoolExecutor(max_workers=2) as pool:
         bases = dict(
@@ -79,7 +80,6 @@ def _up(lab_state: dict) -> None:
             )
         )
     public_key = hosts.ensure_ssh_key()
-    net.ensure_bridge()
     net.ensure_mirror_path(lab_state)
     state.save(lab_state)
     for node in members:
@@ -262,3 +262,8 @@ def exec_command_bytes(name: str, cmd: list[str]) -> bytes:
     return subprocess.run(
         hosts.command_for(name, lab_state, cmd), capture_output=True, check=True
     ).stdout
+
+
+def exec_in_lab(name: str, cmd: list[str]) -> subprocess.CompletedProcess:
+    """Run CMD inside lab member NAME as root; the completed process (output captured)."""
+    return hosts.exec_in(name, state.load(), cmd)

@@ -1,4 +1,6 @@
-"""The fake AWS: moto's HTTP server on loopback, seeded with the lab's hosts as EC2 instances."""
+"""The fake AWS: moto's HTTP server on the lab bridge's address (the machine's side of the lab
+network, so the hosts can reach its S3 for log shipping), seeded with the lab's hosts as EC2
+instances and the log bucket."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing
 
 
 def endpoint() -> str:
-    return f"http://127.0.0.1:{config.AWS_PORT}"
+    return f"http://{config.BRIDGE_ADDRESS}:{config.AWS_PORT}"
 
 
 def ec2_client():
@@ -29,7 +31,7 @@ def ec2_client():
 
 def _port_taken(port: int) -> bool:
     with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        return sock.connect_ex((config.BRIDGE_ADDRESS, port)) == 0
 
 
 def start(lab_state: dict) -> None:
@@ -38,13 +40,13 @@ def start(lab_state: dict) -> None:
         return
     if _port_taken(config.AWS_PORT):
         raise LabError(
-            f"port {config.AWS_PORT} on 127.0.0.1 is taken by another program: stop it, or "
-            f"choose another port with LAB_AWS_PORT=... (the fake AWS listens there)"
+            f"port {config.AWS_PORT} on {config.BRIDGE_ADDRESS} is taken by another program: "
+            "stop it, or choose another port with LAB_AWS_PORT=... (the fake AWS listens there)"
         )
     moto = Path(sys.executable).with_name("moto_server")
     log = open(config.STATE_DIR / "moto.log", "wb")  # noqa: SIM115 (the child keeps it)
     proc = subprocess.Popen(
-        [str(moto), "-H", "127.0.0.1", "-p", str(config.AWS_PORT)],
+        [str(moto), "-H", config.BRIDGE_ADDRESS, "-p", str(config.AWS_PORT)],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -59,7 +61,14 @@ def start(lab_state: dict) -> None:
 
 
 def seed(members: list[Node]) -> None:
-    """One EC2 instance per lab host (proxies and backend), with its real address and tags."""
+    """One EC2 instance per lab host (proxies and backend), with its real address and tags, and
+    the bucket the proxies ship their logs to."""
+    s3 = boto3.client("s3", region_name=config.AWS_REGION, endpoint_url=endpoint(), **CREDENTIALS)
+    if config.LOG_BUCKET not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+        s3.create_bucket(
+            Bucket=config.LOG_BUCKET,
+            CreateBucketConfiguration={"LocationConstraint": config.AWS_REGION},
+        )
     ec2 = ec2_client()
     existing = {
         tag["Value"]

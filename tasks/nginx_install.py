@@ -1,6 +1,7 @@
 """Install nginx: from the distribution (default) or from nginx.org's stable repository.
 
-Owns: the packages `nginx` and `curl` (curl runs the post-reload health check); for
+Owns: the packages `nginx`, `curl` (curl runs the post-reload health check) and `logrotate`
+(the nginx package's daily rotation needs it; minimal images lack it); for
 `nginx_source = "nginx.org"` also `gnupg` and the files
 /usr/share/keyrings/nginx-archive-keyring.asc,
 /etc/apt/sources.list.d/nginx-org.list and /etc/apt/preferences.d/90-nginx-org.
@@ -36,8 +37,8 @@ def install_nginx() -> None:
     if for_host(host).nginx_source == "nginx.org":
         nginx_org_repository()
     apt.packages(
-        name="Install nginx and curl",
-        packages=["nginx", "curl"],
+        name="Install nginx, curl and logrotate",
+        packages=["nginx", "curl", "logrotate"],
         update=True,
         cache_time=APT_CACHE_SECONDS,
     )

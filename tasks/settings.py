@@ -367,6 +367,22 @@ class _SysctlMap(_Check):
         return MappingProxyType(dict(value))
 
 
+class _EnvMap(_Check):
+    allowed = 'a dict of environment variable names (e.g. "AWS_ENDPOINT_URL") to one-line strings'
+    _KEY_RE = re.compile(r"[A-Z_][A-Z0-9_]*")
+    _TEXT_RE = re.compile(r"[^\n\r\"\\]*")
+
+    def __call__(self, value: Any) -> Mapping[str, str]:
+        if not isinstance(value, Mapping):
+            raise _Invalid()
+        for key, item in value.items():
+            if not isinstance(key, str) or not self._KEY_RE.fullmatch(key):
+                raise _Invalid(f"key {key!r} is not allowed")
+            if not isinstance(item, str) or not self._TEXT_RE.fullmatch(item):
+                raise _Invalid(f"value of {key} is not allowed")
+        return MappingProxyType(dict(value))
+
+
 # Path prefixes end up literally in nginx locations and regexes: no whitespace, quotes, `;`, `{`,
 # `}`, `$`, `#` or `%` ($uri is already percent-decoded, so an encoded prefix would never match).
 _PATH = _Pattern(
@@ -678,6 +694,27 @@ class Settings:
         "together, drop traffic; reboot them in a controlled `--serial` run instead.",
     )
 
+    # Log shipping
+    log_bucket: str = _setting(
+        "",
+        _Pattern(r"(?:[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])?", "an S3 bucket name, or empty (off)"),
+        "S3 bucket that receives the rotated JSON access logs, hourly (the bucket from "
+        "terraform/, output `access_log_bucket`). Empty: logs stay on the host (logrotate keeps "
+        "14 days).",
+    )
+    log_prefix: str = _setting(
+        "proxy-access-logs",
+        _Pattern(r"[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*", "an S3 key prefix without leading /"),
+        "Key prefix in `log_bucket`; objects are PREFIX/INSTANCE-ID/YYYY/MM/DD/FILE.",
+    )
+    log_shipping_env: Mapping[str, str] = _setting(
+        None,
+        _EnvMap(),
+        "Extra environment for the uploader. On EC2 leave it empty: boto3 uses the instance's "
+        "role. Only for S3-compatible endpoints or a test lab (AWS_ENDPOINT_URL and keys).",
+        factory=lambda: MappingProxyType({}),
+    )
+
     # --- derived values ---
 
     @property
@@ -930,6 +967,12 @@ def inventory_backend_addresses(host: Host) -> list[str]:
     """Private addresses of the backend instances, as the EC2 inventory gives them to each proxy
     (host data `ec2_backend_addresses`); empty when the inventory found none."""
     return list(host.data.get("ec2_backend_addresses") or [])
+
+
+def instance_identity(host: Host) -> tuple[str, str | None]:
+    """(instance id, region) as the EC2 inventory gives them; the host name and no region for
+    hosts from another inventory (boto3 then uses its own default region)."""
+    return host.data.get("ec2_instance_id") or host.name, host.data.get("ec2_region")
 
 
 def ssh_port_of(host: Host) -> int:

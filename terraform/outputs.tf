@@ -76,6 +76,6 @@ output "lb_security_group_id" {
 }
 
 output "access_logs_bucket" {
-  description = "S3 bucket holding the load balancer's access logs (under alb/)."
+  description = "S3 bucket of the access logs: the load balancer's (under alb/) and the proxies' (the deploy's log_bucket setting)."
   value       = aws_s3_bucket.access_logs.id
 }

@@ -29,7 +29,6 @@ data "aws_ami" "debian" {
 }
 
 resource "aws_instance" "proxy" {
-  #checkov:skip=CKV2_AWS_41:The proxies call no AWS API; an instance profile would only widen what a compromised proxy could reach.
   for_each = local.proxies
 
   ami                         = data.aws_ami.debian[each.value.ami_name].id
@@ -38,6 +37,7 @@ resource "aws_instance" "proxy" {
   vpc_security_group_ids      = [aws_security_group.proxy.id]
   associate_public_ip_address = var.associate_public_ip
   key_name                    = var.ssh_key_name
+  iam_instance_profile        = aws_iam_instance_profile.proxy.name
   monitoring                  = true
   ebs_optimized               = true
 

@@ -276,3 +276,9 @@ variable "extra_tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "proxy_log_prefix" {
+  description = "Key prefix of the proxies' shipped access logs in the access-log bucket (the deploy's log_prefix setting)."
+  type        = string
+  default     = "proxy-access-logs"
+}

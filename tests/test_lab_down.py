@@ -44,7 +44,8 @@ def test_down_twice_is_safe(lab):
 
 def test_up_with_fake_aws_port_taken_says_so_and_leaves_nothing(lab):
     with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 0))
+        # On every address: the fake AWS binds the lab bridge, which does not exist yet here.
+        squatter.bind(("0.0.0.0", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
         result = subprocess.run(
@@ -55,6 +56,6 @@ def test_up_with_fake_aws_port_taken_says_so_and_leaves_nothing(lab):
             cwd=core.REPO,
         )
     assert result.returncode == 2
-    assert f"port {port} on 127.0.0.1 is taken" in result.stderr
+    assert f"port {port} on 10.77.0.1 is taken" in result.stderr
     assert "Traceback" not in result.stderr
     assert nothing_left() == []

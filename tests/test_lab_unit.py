@@ -37,5 +37,5 @@ def test_link_names_fit_the_kernel_limit():
 
 def test_env_lines_point_at_the_fake_aws():
     env = core.env_vars()
-    assert env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+    assert env["AWS_ENDPOINT_URL"].startswith("http://10.77.0.1:")  # the lab bridge
     assert env["ENVIRONMENT"] == "lab"
