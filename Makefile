@@ -63,6 +63,7 @@ docs: venv  ## Regenerate docs/settings.md and the README sections built from do
 bench: lab-up  ## Benchmarks on the lab: print tables, write bench/results/*.json
 	$(PY) bench/reliability.py
 	$(PY) bench/overhead.py
+	$(PY) bench/deploy_cost.py --proxies 1,$(PROXIES)
 	$(PY) bench/inventory_build.py
 
 report: venv  ## Reliability report from the proxies' logs (over SSH via the inventory), report.png

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -58,4 +59,29 @@ def test_up_with_fake_aws_port_taken_says_so_and_leaves_nothing(lab):
     assert result.returncode == 2
     assert f"port {port} on 10.77.0.1 is taken" in result.stderr
     assert "Traceback" not in result.stderr
+    assert nothing_left() == []
+
+
+def test_deploy_cost_bench_runs_on_one_fresh_proxy(tmp_path):
+    """Last: the benchmark makes a lab of its own (one proxy), deploys twice, removes it."""
+    out = tmp_path / "deploy_cost.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "bench/deploy_cost.py",
+            "--proxies",
+            "1",
+            "--down-after",
+            "--out",
+            str(out),
+        ],
+        cwd=core.REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["proxies"] == 1
+    assert row["noop"]["remote_commands"] < row["first"]["remote_commands"]
     assert nothing_left() == []
