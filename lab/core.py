@@ -48,6 +48,9 @@ def up(proxies: int, suites: dict[int, str]) -> dict:
     """Bring the lab up; a lab already running is left as it is. A failure undoes everything."""
     preflight()
     lab_state = state.load()
+    if lab_state["pids"] and not all(map(state.pid_alive, lab_state["pids"].values())):
+        down()  # left over from a stopped session or a reboot: its hosts are stale, start clean
+        lab_state = state.load()
     if lab_state.get("proxies") not in (None, 0, proxies) or (
         lab_state.get("suites") and {int(k): v for k, v in lab_state["suites"].items()} != suites
     ):
