@@ -36,15 +36,21 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    rows = core.status()
-    if not rows:
+    lab_state = core.state.load()
+    if not lab_state.get("proxies"):
         print("the lab is down")
         return 0
+    rows = core.status()
     for row in rows:
         extra = ""
         if "ssh" in row:
             extra = f"running={row['running']} ssh={'yes' if row['ssh'] else 'no'}"
         print(f"{row['name']:<10} {row['address']:<12} {row['role']:<14} {row['suite']:<9} {extra}")
+    if not core.state.pid_alive(lab_state["pids"].get("moto")):
+        # Its address is the lab bridge's: without the lab, a request there would leave the
+        # machine by the default route.
+        print("\nfake EC2: not running")
+        return 0
     try:
         print(f"\nfake EC2 at {fakeaws.endpoint()}:")
         for inst in fakeaws.instances():
@@ -58,6 +64,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
+    if not core.state.pid_alive(core.state.load()["pids"].get("moto")):
+        # The endpoint is the lab bridge's address: without the lab it would route elsewhere.
+        raise LabError("the lab is down: run `python -m lab up` first")
     print("\n".join(core.env_lines()))
     return 0
 
