@@ -20,7 +20,8 @@ from tasks import (
 )
 
 preflight.check_settings_and_access()
-nginx_install.install_nginx()
+nginx_install.package_source()
+packages.install_needed()
 nginx_proxy.configure_proxy()
 sshd.harden_sshd()
 firewall.configure_firewall()

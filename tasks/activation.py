@@ -1,33 +1,87 @@
-"""Safe activation of configuration files: validate the new files before they go live.
+"""Safe activation of configuration files, and a record of what each service runs.
 
 pyinfra's `files.template` writes straight to the destination and cannot validate. A service's
 configuration that fails its own check (`nginx -t`, `sshd -t`, `nft -c`) must never go live, so
 `install_validated` stages the new files next to a copy of the live tree, runs the check on the
 staged tree, keeps a copy of the live files as the last good configuration, and only then moves
-the new files into place. When the check fails the operation fails with the checker's own
-error text, and the live files are untouched.
+the new files into place (each by one rename). When the check fails the operation fails with the
+checker's own error text, and the live files are untouched.
 
-The comparison is by content hash of each live file (a fact), so a second run is a no-op and a
-hand edit of a managed file (drift) is noticed and repaired by the next run.
+Files on disk are half the story: a file put in place by a run that died before the reload is
+not what the service runs. So every service has an *activation record*,
+/var/lib/proxy-deploy/active/LABEL: the fingerprint of the configuration it was last activated
+with, written by `activated` only after the reload and its checks succeeded. Installing new files
+first deletes the record; a record that differs from the desired fingerprint makes the next run
+reload (and check, and record) even though every file already matches.
+
+The comparisons use facts (content hashes, the records), so a converged host is a no-op, and a
+drift check (tasks/drift.py) validates what a repair would install without touching live files.
 """
 
 from __future__ import annotations
 
 import hashlib
 import posixpath
+from collections.abc import Iterable
 from io import StringIO
 from shlex import quote
 
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, StringCommand, operation
+from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
 from pyinfra.api.util import get_template
 from pyinfra.facts.files import Sha1File
 
+from tasks import drift
+
 STATE_DIR = "/var/lib/proxy-deploy"
+ACTIVE_DIR = f"{STATE_DIR}/active"
+TEMPLATES = posixpath.join(posixpath.dirname(posixpath.dirname(__file__)), "templates")
 
 
-def _sha1(content: str) -> str:
+class ActivationRecords(FactBase):
+    """LABEL -> the fingerprint its service was last activated with (every record, one command)."""
+
+    def command(self) -> str:
+        return (
+            f'for f in {ACTIVE_DIR}/*; do [ -f "$f" ] && echo "${{f##*/}} $(cat "$f")"; done; true'
+        )
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        records = {}
+        for line in output:
+            label, _, value = line.partition(" ")
+            records[label] = value.strip()
+        return records
+
+
+def sha1(content: str) -> str:
     return hashlib.sha1(content.encode()).hexdigest()
+
+
+def fingerprint(files: dict[str, str]) -> str:
+    """One value for a set of files (path -> content): what a service's record holds."""
+    listing = "".join(f"{path} {sha1(files[path])}\n" for path in sorted(files))
+    return sha1(listing)
+
+
+def recorded(label: str) -> str | None:
+    """The fingerprint LABEL's service was last activated with, if any."""
+    return (host.get_fact(ActivationRecords) or {}).get(label)
+
+
+def record_command(label: str, value: str) -> str:
+    """Shell: write LABEL's activation record (a rename: never half written)."""
+    path = f"{ACTIVE_DIR}/{label}"
+    return f"mkdir -p {ACTIVE_DIR} && echo {quote(value)} > {path}.new && mv -f {path}.new {path}"
+
+
+def differing(files: dict[str, str]) -> dict[str, str]:
+    """The FILES (path -> desired content) whose live content differs."""
+    return {
+        path: content
+        for path, content in files.items()
+        if host.get_fact(Sha1File, path=path) != sha1(content)
+    }
 
 
 @operation()
@@ -49,41 +103,23 @@ def install_validated(
       alone at its own path under `{stage}` (e.g. `{stage}/etc/ssh/sshd_config`)
     + mode: permissions of the installed files
 
-    The previous live files stay in /var/lib/proxy-deploy/last-good/LABEL (same layout).
+    The previous live files stay in /var/lib/proxy-deploy/last-good/LABEL (same layout), and the
+    activation record of LABEL is removed before the first file moves.
     """
-    drifted = {
-        path: content
-        for path, content in files.items()
-        if host.get_fact(Sha1File, path=path) != _sha1(content)
-    }
+    drifted = differing(files)
     if not drifted:
         host.noop(f"{label} configuration is up to date")
         return
+    if drift.checking():
+        _report_drift(drifted, check, label, tree)
 
     stage = f"{STATE_DIR}/stage/{label}"
-    last_good = f"{STATE_DIR}/last-good/{label}"
-    yield f"rm -rf {quote(stage)} && mkdir -p {quote(stage)}"
-    if tree:
-        yield f"cp -a {quote(tree)}/. {quote(stage)}/"
-    for path, content in drifted.items():
-        staged = _under(stage, path, tree)
-        yield StringCommand("mkdir", "-p", posixpath.dirname(staged))
-        yield FileUploadCommand(
-            StringIO(content), staged, remote_temp_filename=host.get_temp_filename(staged)
-        )
-        yield StringCommand("chmod", mode, staged)
+    yield from _stage_commands(stage, drifted, tree, mode)
     # The check must pass before anything live changes; it fails the operation otherwise.
     yield check.format(stage=stage)
-    yield f"rm -rf {quote(last_good)} && mkdir -p {quote(last_good)}"
-    if tree:
-        yield f"cp -a {quote(tree)}/. {quote(last_good)}/"
-    else:
-        for path in files:
-            kept = _under(last_good, path, tree)
-            yield (
-                f"if [ -e {quote(path)} ]; then mkdir -p {quote(posixpath.dirname(kept))}"
-                f" && cp -p {quote(path)} {quote(kept)}; fi"
-            )
+    yield from _keep_last_good(label, list(files), tree)
+    # From here on the running service no longer matches its record, whatever happens next.
+    yield f"rm -f {ACTIVE_DIR}/{label}"
     for path in drifted:
         # cp to a temporary name then rename: each file is swapped atomically.
         new = quote(path + ".new")
@@ -93,14 +129,118 @@ def install_validated(
         )
 
 
+@operation()
+def activated(
+    label: str,
+    files: dict[str, str],
+    commands: Iterable[str],
+    subject: str,
+    force: bool = False,
+    live_drift: str | None = None,
+):
+    """
+    Activate FILES in LABEL's service (COMMANDS: reload, then checks) unless it already runs
+    them; record the fingerprint once every command succeeded.
+
+    + label: the record's name (e.g. "nginx")
+    + files: the desired files (path -> content), as given to install_validated
+    + commands: shell commands, in order; any failure stops before the record is written
+    + subject: what runs them, for the drift line (e.g. "nginx")
+    + force: activate even if the record matches (the files are being replaced in this run)
+    + live_drift: what the service itself shows is stale, when the service offers such a
+      fingerprint (e.g. nginx's workers older than its configuration file); None if nothing
+    """
+    wanted = fingerprint(files)
+    why = live_drift
+    if why is None and recorded(label) != wanted:
+        paths = ", ".join(sorted(files))
+        why = f"running configuration older than {paths} (reload pending)"
+    if why is None and not force:
+        host.noop(f"{subject} runs the deployed configuration")
+        return
+    if why is not None and not force and not differing(files):
+        drift.state_differs(subject, why, f"Reload {subject}")
+    yield from commands
+    yield record_command(label, wanted)
+
+
+def _stage_commands(stage: str, files: dict[str, str], tree: str | None, mode: str):
+    yield f"rm -rf {quote(stage)} && mkdir -p {quote(stage)}"
+    if tree:
+        yield f"cp -a {quote(tree)}/. {quote(stage)}/"
+    for path, content in files.items():
+        staged = _under(stage, path, tree)
+        yield StringCommand("mkdir", "-p", posixpath.dirname(staged))
+        yield FileUploadCommand(
+            StringIO(content), staged, remote_temp_filename=host.get_temp_filename(staged)
+        )
+        yield StringCommand("chmod", mode, staged)
+
+
+def _keep_last_good(label: str, paths: list[str], tree: str | None):
+    last_good = f"{STATE_DIR}/last-good/{label}"
+    yield f"rm -rf {quote(last_good)} && mkdir -p {quote(last_good)}"
+    if tree:
+        yield f"cp -a {quote(tree)}/. {quote(last_good)}/"
+        return
+    for path in paths:
+        kept = _under(last_good, path, tree)
+        yield (
+            f"if [ -e {quote(path)} ]; then mkdir -p {quote(posixpath.dirname(kept))}"
+            f" && cp -p {quote(path)} {quote(kept)}; fi"
+        )
+
+
+def _report_drift(files: dict[str, str], check: str, label: str, tree: str | None) -> None:
+    """Drift check: a diff per differing file, and the repair's validation on a staged copy in
+    /var/lib/proxy-deploy/drift-check/LABEL (live files untouched)."""
+    operation = f"Install the {label} configuration"
+    for path, content in files.items():
+        drift.file_differs(path, content, operation)
+    stage = f"{STATE_DIR}/drift-check/{label}"
+    prepare = f"rm -rf {quote(stage)} && mkdir -p {quote(stage)}"
+    if tree:
+        prepare += f" && cp -a {quote(tree)}/. {quote(stage)}/"
+    dirs = {posixpath.dirname(_under(stage, path, tree)) for path in files}
+    prepare += "".join(f" && mkdir -p {quote(d)}" for d in sorted(dirs))
+    if not host.run_shell_command(prepare, _sudo=True)[0]:
+        drift.repair_invalid(label, "could not prepare a staged copy to validate", operation)
+        return
+    for path, content in files.items():
+        host.put_file(StringIO(content), _under(stage, path, tree), _sudo=True)
+    ok, output = host.run_shell_command(check.format(stage=stage) + " 2>&1", _sudo=True)
+    if not ok:
+        drift.repair_invalid(label, "\n".join(output.stdout_lines), operation)
+
+
 def _under(directory: str, path: str, tree: str | None) -> str:
     """Where live PATH goes inside DIRECTORY: relative to TREE, or to / without one."""
     return posixpath.join(directory, path.removeprefix(tree or "/").lstrip("/"))
 
 
-TEMPLATES = posixpath.join(posixpath.dirname(posixpath.dirname(__file__)), "templates")
-
-
 def render(template: str, **data: object) -> str:
     """Render templates/TEMPLATE exactly as pyinfra's files.template does (StrictUndefined)."""
     return get_template(posixpath.join(TEMPLATES, template)).render(**data)
+
+
+@operation()
+def install_file(path: str, content: str, mode: str = "644"):
+    """
+    Install one file that needs no validation (units, scripts, drop-ins), by one rename; a drift
+    check records its diff.
+
+    + path: live destination path
+    + content: full file content
+    + mode: permissions
+    """
+    if host.get_fact(Sha1File, path=path) == sha1(content):
+        host.noop(f"{path} is up to date")
+        return
+    drift.file_differs(path, content, f"Install {path}")
+    new = f"{path}.new"
+    yield StringCommand("mkdir", "-p", posixpath.dirname(path))
+    yield FileUploadCommand(
+        StringIO(content), new, remote_temp_filename=host.get_temp_filename(new)
+    )
+    yield StringCommand("chmod", mode, new)
+    yield StringCommand("mv", "-f", new, path)

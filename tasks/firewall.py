@@ -1,8 +1,10 @@
 """The host firewall: an nftables allowlist, loaded atomically, persisted, enabled at boot.
 
 Owns: /etc/nftables.conf (one table, `inet proxy_firewall`; other tables are left alone),
-the `nftables` package and service (enabled, so the ruleset loads at boot), and
-/var/lib/proxy-deploy/firewall.sha1 (a fingerprint of the loaded table, to notice drift).
+the `nftables` service (enabled, so the ruleset loads at boot), and the firewall's activation
+record /var/lib/proxy-deploy/active/firewall: the hash of the ruleset file it loaded and a hash of
+the live table right after loading. A live table that differs (flushed or edited by hand), or a
+ruleset installed but never loaded (a run killed in between), is drift; the run reloads it.
 Reads: firewall_enabled, admin_cidrs, allowed_http_cidrs, https_enabled, listen_port;
 pyinfra's ssh_port.
 Leaves alone: the lockout guard (tasks/preflight.py refuses a run whose own address the new
@@ -14,15 +16,18 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import deploy, operation
 from pyinfra.facts.server import Command
-from pyinfra.operations import apt, systemd
+from pyinfra.operations import systemd
 
-from tasks.activation import STATE_DIR, install_validated, render
+from tasks import drift
+from tasks.activation import ACTIVE_DIR, STATE_DIR, install_validated, recorded, render, sha1
 from tasks.settings import for_host, ssh_port_of
 
 RULESET = "/etc/nftables.conf"
 TABLE = "inet proxy_firewall"
-FINGERPRINT = f"{STATE_DIR}/firewall.sha1"
-LIST_TABLE = f"nft -s list table {TABLE} 2>/dev/null | sha1sum"
+PACKAGES = ("nftables",)
+# sha1 of the live table (`-s`: without counters, which change with every packet).
+LIST_TABLE = f"nft -s list table {TABLE} 2>/dev/null | sha1sum | cut -d' ' -f1"
+NO_TABLE = sha1("")  # what LIST_TABLE prints when the table does not exist
 
 
 @deploy("Firewall: nftables allowlist")
@@ -31,34 +36,53 @@ def configure_firewall() -> None:
     if not settings.firewall_enabled:
         host.noop("firewall_enabled is false: the host firewall is not managed")
         return
-    apt.packages(name="Install nftables", packages=["nftables"])
+    content = render("nftables/nftables.conf.j2", s=settings, ssh_port=ssh_port_of(host))
     ruleset = install_validated(
         name=f"Install {RULESET} (checked with nft -c first)",
-        files={
-            RULESET: render("nftables/nftables.conf.j2", s=settings, ssh_port=ssh_port_of(host))
-        },
+        files={RULESET: content},
         check="nft -c -f {stage}" + RULESET,
         label="firewall",
         mode="755",
     )
     ruleset_loaded(
-        name=f"Load the {TABLE} table (one atomic transaction)", force=ruleset.will_change
+        name=f"Load the {TABLE} table (one atomic transaction)",
+        ruleset_sha1=sha1(content),
+        force=ruleset.will_change,
     )
+    drift.service_differs("nftables", running=None, enabled=True, operation="Enable nftables")
     systemd.service(name="Enable nftables at boot", service="nftables", enabled=True)
 
 
 @operation()
-def ruleset_loaded(force: bool = False):
+def ruleset_loaded(ruleset_sha1: str, force: bool = False):
     """
-    Load /etc/nftables.conf when it changed or when the live table differs from the one the
-    deploy loaded last (a flushed or hand-edited firewall).
+    Load /etc/nftables.conf unless the record says this very ruleset is loaded and the live
+    table is still the one loaded then.
 
-    + force: load even if the live table looks as deployed (the ruleset file is changing)
+    + ruleset_sha1: sha1 of the desired /etc/nftables.conf
+    + force: load even if the record matches (the ruleset file is changing in this run)
     """
-    live = host.get_fact(Command, command=f"{LIST_TABLE}; cat {FINGERPRINT} 2>/dev/null || true")
-    lines = (live or "").splitlines()
-    matches = len(lines) == 2 and lines[0] == lines[1]
-    if matches and not force:
+    live = (host.get_fact(Command, command=LIST_TABLE) or "").strip()
+    loaded_file, _, loaded_table = (recorded("firewall") or "").partition(" ")
+    if not force and (loaded_file, loaded_table) == (ruleset_sha1, live):
         host.noop(f"{TABLE} is loaded as deployed")
         return
-    yield f"nft -f {RULESET} && mkdir -p {STATE_DIR} && {LIST_TABLE} > {FINGERPRINT}"
+    if not force:
+        drift.state_differs(
+            "nftables", _why_reload(ruleset_sha1, loaded_file, live, loaded_table), "Load"
+        )
+    record = f"{ACTIVE_DIR}/firewall"
+    yield (
+        f"nft -f {RULESET} && mkdir -p {ACTIVE_DIR}"
+        f' && echo "{ruleset_sha1} $({LIST_TABLE})" > {record}.new && mv -f {record}.new {record}'
+        f" && rm -f {STATE_DIR}/firewall.sha1"  # the record of versions before this one
+    )
+
+
+def _why_reload(wanted: str, loaded_file: str, live: str, loaded_table: str) -> str:
+    """The drift line: what the kernel runs against what it should."""
+    if live == NO_TABLE:
+        return f"table {TABLE} is not loaded (flushed or deleted)"
+    if loaded_file != wanted:
+        return f"loaded ruleset older than {RULESET} (load pending)"
+    return f"live table {TABLE} differs from the one the deploy loaded (edited by hand)"

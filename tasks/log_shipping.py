@@ -1,6 +1,7 @@
 """Shipping the proxies' JSON access logs to S3: rotated files, hourly, nothing lost on failure.
 
-Owns: the package python3-boto3, /usr/local/lib/proxy-deploy/ship-logs (from
+Declares the package python3-boto3 (tasks/packages.py installs it). Owns:
+/usr/local/lib/proxy-deploy/ship-logs (from
 templates/logs/ship-logs.py), /etc/default/proxy-log-shipping, and the units
 proxy-log-shipping.service and .timer (enabled). With `log_bucket` empty the timer is stopped
 and disabled (the files stay, inert).
@@ -15,16 +16,19 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import File
-from pyinfra.operations import apt, files, systemd
-from pyinfra.operations.util import any_changed
+from pyinfra.operations import systemd
 
-from tasks.activation import TEMPLATES
+from tasks import drift
+from tasks.activation import TEMPLATES, install_file, render
 from tasks.settings import for_host, instance_identity
+from tasks.units import install_units
 
 UNIT = "proxy-log-shipping"
 UNIT_DIR = "/etc/systemd/system"
 SCRIPT = "/usr/local/lib/proxy-deploy/ship-logs"
 ENV_FILE = "/etc/default/proxy-log-shipping"
+# The uploader's S3 client, installed only where log_bucket is set.
+PACKAGES = ("python3-boto3",)
 
 
 @deploy("Ship access logs to S3")
@@ -40,36 +44,36 @@ def ship_logs() -> None:
             )
         return
     instance_id, region = instance_identity(host)
-    apt.packages(
-        name="Install python3-boto3 (the uploader's S3 client)", packages=["python3-boto3"]
+    install_file(
+        name=f"Install {SCRIPT}", path=SCRIPT, content=_read("logs/ship-logs.py"), mode="755"
     )
-    files.put(
-        name=f"Install {SCRIPT}", src=f"{TEMPLATES}/logs/ship-logs.py", dest=SCRIPT, mode="755"
-    )
-    files.template(
+    install_file(
         name=f"Install {ENV_FILE}",
-        src=f"{TEMPLATES}/logs/{UNIT}.env.j2",
-        dest=ENV_FILE,
+        path=ENV_FILE,
         mode="600",
-        s=settings,
-        instance_id=instance_id,
-        region=region or "us-east-1",
-    )
-    units = [
-        files.template(
-            name=f"Install {UNIT_DIR}/{UNIT}.{kind}",
-            src=f"{TEMPLATES}/logs/{UNIT}.{kind}.j2",
-            dest=f"{UNIT_DIR}/{UNIT}.{kind}",
+        content=render(
+            f"logs/{UNIT}.env.j2",
             s=settings,
-        )
-        for kind in ("service", "timer")
-    ]
-    systemd.daemon_reload(
-        name="Reload systemd (log shipping units changed)", _if=any_changed(*units)
+            instance_id=instance_id,
+            region=region or "us-east-1",
+        ),
     )
+    install_units(
+        {
+            f"{UNIT_DIR}/{UNIT}.{kind}": render(f"logs/{UNIT}.{kind}.j2", s=settings)
+            for kind in ("service", "timer")
+        },
+        "log shipping",
+    )
+    drift.service_differs(f"{UNIT}.timer", running=True, enabled=True, operation="Run")
     systemd.service(
         name=f"Run {UNIT}.timer hourly, from boot",
         service=f"{UNIT}.timer",
         running=True,
         enabled=True,
     )
+
+
+def _read(template: str) -> str:
+    with open(f"{TEMPLATES}/{template}", encoding="utf-8") as source:
+        return source.read()

@@ -1,7 +1,8 @@
-"""Install nginx: from the distribution (default) or from nginx.org's stable repository.
+"""Where nginx comes from: the distribution (default) or nginx.org's stable repository.
 
-Owns: the packages `nginx`, `curl` (curl runs the post-reload health check) and `logrotate`
-(the nginx package's daily rotation needs it; minimal images lack it); for
+Declares the packages `nginx`, `curl` (curl runs the post-reload health check) and `logrotate`
+(the nginx package's daily rotation needs it; minimal images lack it): tasks/packages.py installs
+them with the others, in one transaction. Owns, for
 `nginx_source = "nginx.org"` also `gnupg` and the files
 /usr/share/keyrings/nginx-archive-keyring.asc,
 /etc/apt/sources.list.d/nginx-org.list and /etc/apt/preferences.d/90-nginx-org.
@@ -21,6 +22,7 @@ from pyinfra.operations import apt, files, server
 from pyinfra.operations.util import any_changed
 
 from tasks.activation import TEMPLATES
+from tasks.apt_packages import ensure_installed
 from tasks.settings import (
     NGINX_ORG_KEY_FINGERPRINTS,
     NGINX_ORG_KEY_URL,
@@ -28,20 +30,14 @@ from tasks.settings import (
     for_host,
 )
 
-# Package lists are refreshed at most hourly: a re-run must not report a change every time.
-APT_CACHE_SECONDS = 3600
+PACKAGES = ("nginx", "curl", "logrotate")
 
 
-@deploy("Install nginx")
-def install_nginx() -> None:
+@deploy("nginx's package source")
+def package_source() -> None:
+    """Nothing to do for the distribution's nginx; nginx.org's repository otherwise."""
     if for_host(host).nginx_source == "nginx.org":
         nginx_org_repository()
-    apt.packages(
-        name="Install nginx, curl and logrotate",
-        packages=["nginx", "curl", "logrotate"],
-        update=True,
-        cache_time=APT_CACHE_SECONDS,
-    )
 
 
 @deploy("Add the nginx.org stable repository")
@@ -52,11 +48,9 @@ def nginx_org_repository() -> None:
     are, apt refuses the repository (signed-by), so nothing unverified is ever installed."""
     distro = host.get_fact(LinuxDistribution)
     meta = distro["release_meta"]
-    apt.packages(
-        name="Install gnupg (to check nginx.org's key) and ca-certificates",
-        packages=["gnupg", "ca-certificates", "curl"],
-        update=True,
-        cache_time=APT_CACHE_SECONDS,
+    ensure_installed(
+        ["gnupg", "ca-certificates", "curl"],
+        "Install gnupg (to check nginx.org's key) and ca-certificates",
     )
     source = files.template(
         name="Install /etc/apt/sources.list.d/nginx-org.list",

@@ -1,24 +1,33 @@
 """nginx as the retrying reverse proxy: its configuration, activated safely, and the service.
 
-Owns: /etc/nginx/nginx.conf and /etc/nginx/conf.d/proxy.conf (rendered from templates/nginx/),
-the removal of the distribution's default site, the nginx service (running, enabled at boot,
-reloaded when its configuration changed) and the post-reload health check.
+Owns: /etc/nginx/nginx.conf (one file, rendered from templates/nginx/nginx.conf.j2 with
+proxy.conf.j2 inlined), the removal of the distribution's default site and of the conf.d/proxy.conf
+earlier versions wrote, the nginx service (running, enabled at boot, reloaded until it runs the
+deployed configuration), the post-reload health check and nginx's activation record.
+
+What nginx runs is read from nginx itself, not only from the record: its workers are replaced on
+every successful (re)load, so workers that started before nginx.conf last changed mean the file
+went live on disk but not in nginx (a run killed before the reload, or a hand edit).
 Reads: every proxy and nginx-hardening setting (see tasks/settings.py).
 Leaves alone: the nginx package (tasks/nginx_install.py) and the host firewall.
 
 A configuration that fails `nginx -t` never goes live (tasks/activation.py); nginx is reloaded,
-never restarted, and only when its configuration changed; after the reload `/healthz` must
-answer 200 or the host fails.
+never restarted, and only when what it runs is not the deployed configuration (the files changed,
+or a run died between installing them and the reload); after the reload `/healthz` must answer
+200 or the host fails, and only then is the configuration recorded as active.
 """
 
 from __future__ import annotations
 
-from pyinfra import host
-from pyinfra.api import deploy
-from pyinfra.operations import files, server, systemd
-from pyinfra.operations.util import any_changed
+import time
+from dataclasses import dataclass
 
-from tasks.activation import install_validated, render
+from pyinfra import host
+from pyinfra.api import FactBase, deploy
+from pyinfra.operations import files, systemd
+
+from tasks import drift
+from tasks.activation import activated, install_validated, render
 from tasks.settings import (
     Settings,
     backends,
@@ -31,6 +40,9 @@ from tasks.settings import (
 # in conf.d. Our nginx.conf loads neither, but a later hand edit must not bring them back.
 DEFAULT_SITE_LINK = "/etc/nginx/sites-enabled/default"
 DEFAULT_SITE_FILE = "/etc/nginx/conf.d/default.conf"
+# Versions before the one-file layout kept the proxy here; nothing includes it any more.
+OLD_PROXY_FILE = "/etc/nginx/conf.d/proxy.conf"
+NGINX_CONF = "/etc/nginx/nginx.conf"
 
 
 @deploy("Configure nginx as a retrying reverse proxy")
@@ -42,30 +54,75 @@ def configure_proxy() -> None:
     files.file(
         name=f"Remove the default site {DEFAULT_SITE_FILE}", path=DEFAULT_SITE_FILE, present=False
     )
+    wanted = rendered_files(settings, inventory_backend_addresses(host))
     config = install_validated(
         name="Install the nginx configuration (checked with nginx -t first)",
-        files=rendered_files(settings, inventory_backend_addresses(host)),
+        files=wanted,
         check="nginx -t -q -c {stage}/nginx.conf",
         tree="/etc/nginx",
         label="nginx",
     )
-    service = systemd.service(
+    drift.service_differs("nginx", running=True, enabled=True, operation="Keep nginx running")
+    systemd.service(
         name="Keep nginx running and enabled at boot",
         service="nginx",
         running=True,
         enabled=True,
     )
-    systemd.service(
-        name="Reload nginx (its configuration changed)",
-        service="nginx",
-        reloaded=True,
-        _if=config.did_change,
+    activated(
+        name="Reload nginx until it runs the deployed configuration, then check /healthz",
+        label="nginx",
+        files=wanted,
+        commands=["systemctl reload-or-restart nginx", health_check_command(settings)],
+        subject="nginx",
+        force=config.will_change,
+        live_drift=host.get_fact(NginxLoaded).drift(NGINX_CONF),
     )
-    server.shell(
-        name="Check that /healthz answers 200 after the change",
-        commands=[health_check_command(settings)],
-        _if=any_changed(config, service),
+    files.file(
+        name=f"Remove {OLD_PROXY_FILE} (now part of nginx.conf)", path=OLD_PROXY_FILE, present=False
     )
+
+
+@dataclass(frozen=True)
+class LoadTimes:
+    """When nginx last loaded its configuration, and when the file last changed (epoch s)."""
+
+    loaded: float | None  # start of the newest worker: workers are replaced on each (re)load
+    changed: float | None  # ctime of nginx.conf: `cp -p` or `touch` cannot set it back
+
+    def drift(self, path: str) -> str | None:
+        """The drift line when nginx runs a configuration older than PATH, else None."""
+        if self.loaded is None or self.changed is None:
+            return None  # not running (the service operation starts it) or no file yet
+        # 20 ms of slack for the clocks' resolution (10 ms ticks); a deploy reloads ~100s later.
+        if self.loaded + 0.02 >= self.changed:
+            return None
+        stamp = lambda t: time.strftime("%H:%M:%S", time.gmtime(t))  # noqa: E731
+        return (
+            f"running configuration older than {path} (workers started {stamp(self.loaded)} UTC,"
+            f" file changed {stamp(self.changed)} UTC: reload pending)"
+        )
+
+
+class NginxLoaded(FactBase):
+    """LoadTimes from the kernel: the newest nginx worker's start (ticks since boot, placed on
+    the wall clock with /proc/uptime) and nginx.conf's ctime. One command."""
+
+    def command(self) -> str:
+        return (
+            'echo "$(date +%s.%N) $(cut -d" " -f1 /proc/uptime) $(getconf CLK_TCK)'
+            f' $(stat -c %.9Z {NGINX_CONF} 2>/dev/null || echo -)";'
+            " pid=$(cat /run/nginx.pid 2>/dev/null);"
+            ' [ -n "$pid" ] && for w in $(pgrep -P "$pid"); do cut -d" " -f22 /proc/$w/stat; done;'
+            " true"
+        )
+
+    def process(self, output: list[str]) -> LoadTimes:
+        now, uptime, ticks_per_second, ctime = output[0].split()
+        booted = float(now) - float(uptime)
+        workers = [int(line) for line in output[1:] if line.strip().isdigit()]
+        loaded = booted + max(workers) / int(ticks_per_second) if workers else None
+        return LoadTimes(loaded, None if ctime == "-" else float(ctime))
 
 
 def rendered_files(settings: Settings, backend_addresses: list[str]) -> dict[str, str]:
@@ -73,10 +130,17 @@ def rendered_files(settings: Settings, backend_addresses: list[str]) -> dict[str
     data = nginx_template_vars(
         settings, backends(settings, backend_addresses), nginx_has_resolve(settings)
     )
-    return {
-        "/etc/nginx/nginx.conf": render("nginx/nginx.conf.j2", **data),
-        "/etc/nginx/conf.d/proxy.conf": render("nginx/proxy.conf.j2", **data),
-    }
+    return rendered_files_from(data)
+
+
+def rendered_files_from(data: dict) -> dict[str, str]:
+    """The managed files from the templates' variables (tasks.settings.nginx_template_vars)."""
+    return {NGINX_CONF: render("nginx/nginx.conf.j2", **data, proxy_conf=proxy_conf(data))}
+
+
+def proxy_conf(data: dict) -> str:
+    """The proxy part of nginx.conf (templates/nginx/proxy.conf.j2), inlined in http {}."""
+    return render("nginx/proxy.conf.j2", **data).rstrip("\n")
 
 
 def nginx_has_resolve(settings: Settings) -> bool:

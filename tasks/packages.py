@@ -1,8 +1,13 @@
-"""Nothing on a proxy that it does not need: listeners and legacy daemons removed or masked.
+"""The proxy's packages: all it needs, in one apt transaction, and nothing it does not need.
 
-Owns: the absence of tasks/hardening_defaults.PACKAGES_NOT_ON_A_PROXY (purged when present) and
-of SERVICES_NOT_ON_A_PROXY (stopped and disabled when their unit exists).
-Reads: no setting (the lists and the reason for each are in tasks/hardening_defaults.py).
+Owns: the installation of every package the other tasks need (each task module declares them:
+`PACKAGES`, or `packages_for(settings)` where they depend on a setting), the absence of
+tasks/hardening_defaults.PACKAGES_NOT_ON_A_PROXY (purged when present) and of
+SERVICES_NOT_ON_A_PROXY (stopped and disabled when their unit exists).
+Reads: the settings the task modules' package lists depend on.
+
+Package lists are refreshed only when a package must be installed: an apt cache that is merely
+old is not drift, and a converged host makes no apt call at all.
 """
 
 from __future__ import annotations
@@ -13,7 +18,26 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.systemd import SystemdEnabled
 from pyinfra.operations import apt, systemd
 
+from tasks import drift, firewall, log_shipping, nginx_install, updates
+from tasks.apt_packages import ensure_installed
 from tasks.hardening_defaults import PACKAGES_NOT_ON_A_PROXY, SERVICES_NOT_ON_A_PROXY
+from tasks.settings import Settings, for_host
+
+
+def needed(settings: Settings) -> list[str]:
+    """Every package the deploy installs on this host, in a stable order."""
+    wanted = [
+        *nginx_install.PACKAGES,
+        *(firewall.PACKAGES if settings.firewall_enabled else ()),
+        *updates.PACKAGES,
+        *(log_shipping.PACKAGES if settings.log_bucket else ()),
+    ]
+    return list(dict.fromkeys(wanted))
+
+
+@deploy("Install what a proxy needs")
+def install_needed() -> None:
+    ensure_installed(needed(for_host(host)), "Install the proxy's packages (one apt transaction)")
 
 
 @deploy("Remove what a proxy does not need")
@@ -21,6 +45,8 @@ def remove_unneeded() -> None:
     installed = host.get_fact(DebPackages) or {}
     unwanted = [name for name in PACKAGES_NOT_ON_A_PROXY if name in installed]
     if unwanted:
+        for package in unwanted:
+            drift.state_differs(f"package {package}", "installed, should not be", "Purge")
         apt.packages(
             name="Purge packages a proxy does not need",
             packages=unwanted,
@@ -30,6 +56,7 @@ def remove_unneeded() -> None:
     units = host.get_fact(SystemdEnabled) or {}
     for unit in SERVICES_NOT_ON_A_PROXY:
         if unit in units:
+            drift.service_differs(unit, running=False, enabled=False, operation="Stop")
             systemd.service(
                 name=f"Stop and disable {unit}", service=unit, running=False, enabled=False
             )

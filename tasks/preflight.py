@@ -17,6 +17,7 @@ from pyinfra.api import deploy
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.facts.server import Command
 
+from tasks import drift
 from tasks.settings import Settings, for_host, ssh_port_of
 
 
@@ -30,6 +31,7 @@ def check_settings_and_access() -> None:
     settings = for_host(host)  # raises SettingsError naming each bad setting
     if settings.firewall_enabled:
         refuse_lockout(settings, deploy_source_address())
+    drift.checked()  # a drift check reached this host and plans it
 
 
 def refuse_non_proxy(role: str | None) -> None:

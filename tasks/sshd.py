@@ -1,37 +1,63 @@
-"""The SSH daemon, hardened without ever locking the deploy out.
+"""The SSH daemon, hardened without ever locking the deploy out, even by a run killed midway.
 
 Owns: /etc/ssh/sshd_config (the whole file, mode 600, no drop-ins read), weak DH moduli
-(removed from /etc/ssh/moduli), the ssh service's reload, and a transient systemd timer
-`proxy-deploy-sshd-rollback` that exists only while a new configuration is being confirmed.
+(removed from /etc/ssh/moduli), the ssh service's reload, sshd's activation record, and the
+safety net: /usr/local/lib/proxy-deploy/sshd-rollback with the units
+proxy-deploy-sshd-rollback.service (enabled: runs at boot) and .timer, and the state in
+/var/lib/proxy-deploy/sshd/ (`confirmed`: the last sshd_config a fresh login proved;
+`pending`: present while a change is unconfirmed).
 Reads: sshd_allow_users, sshd_login_grace_time, sshd_max_auth_tries, sshd_ciphers,
 sshd_kex_algorithms, sshd_macs, sshd_client_alive_interval, admin_cidrs; pyinfra's ssh_port.
 
-A new configuration is checked with `sshd -t` before it replaces the old one. Before sshd is
-reloaded (never restarted: open sessions survive), a timer is armed that puts the last good
-file back in two minutes. Then the deploy opens a *fresh* SSH connection, as the deploy user,
-and uses it to disarm the timer. If that login fails, the old file is restored at once over
-the connection still open, and the host fails.
+A change goes live in this order, and a kill or a reboot between any two steps is safe:
+1. arm: keep the running file as `confirmed` if none is kept yet, create `pending`, start the
+   two-minute timer. From here on the timer, or the boot-time service after a reboot, puts
+   `confirmed` back unless step 4 happens first.
+2. install the new file, checked with `sshd -t` first (tasks/activation.py);
+3. reload sshd (never restart: open sessions survive);
+4. log in *afresh* over SSH as the deploy user and, over that login, stop the timer, keep the
+   new file as `confirmed`, record it as active and remove `pending`. If that login fails, the
+   confirmed file is put back at once over the connection still open, and the host fails.
+A run that finds `pending`, a file that is not the desired one, or an activation record that is
+not the desired fingerprint does all four steps again.
 """
 
 from __future__ import annotations
 
+from shlex import quote
+
 from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import PyinfraError
+from pyinfra.facts.files import File
 from pyinfra.facts.server import Command
-from pyinfra.operations import python, server, systemd
+from pyinfra.operations import python, server
 
-from tasks.activation import STATE_DIR, install_validated, render
+from tasks import drift
+from tasks.activation import (
+    STATE_DIR,
+    TEMPLATES,
+    differing,
+    fingerprint,
+    install_file,
+    install_validated,
+    record_command,
+    recorded,
+    render,
+)
 from tasks.hardening_defaults import SSHD_MODULI_MIN_SIZE_FIELD, parse_openssh_version
 from tasks.settings import for_host, ssh_port_of
 from tasks.ssh_login import fresh_login_runs
+from tasks.units import enable_at_boot, install_units
 
 SSHD_CONFIG = "/etc/ssh/sshd_config"
 MODULI = "/etc/ssh/moduli"
+SSHD_STATE = f"{STATE_DIR}/sshd"
+CONFIRMED = f"{SSHD_STATE}/confirmed"
+PENDING = f"{SSHD_STATE}/pending"
 ROLLBACK_UNIT = "proxy-deploy-sshd-rollback"
-ROLLBACK_AFTER = "2min"
-LAST_GOOD = f"{STATE_DIR}/last-good/sshd{SSHD_CONFIG}"
-RESTORE = f"cp -p {LAST_GOOD} {SSHD_CONFIG} && systemctl reload ssh"
+ROLLBACK_SCRIPT = "/usr/local/lib/proxy-deploy/sshd-rollback"
+UNIT_DIR = "/etc/systemd/system"
 
 
 @deploy("Harden the SSH daemon")
@@ -44,41 +70,80 @@ def harden_sshd() -> None:
             name=f"Remove Diffie-Hellman moduli under {SSHD_MODULI_MIN_SIZE_FIELD + 1} bits",
             commands=[_keep_strong_moduli()],
         )
-    config = install_validated(
-        name=f"Install {SSHD_CONFIG} (checked with sshd -t first)",
-        files={
-            SSHD_CONFIG: render(
-                "ssh/sshd_config.j2",
-                s=settings,
-                ssh_port=ssh_port_of(host),
-                openssh_version=openssh,
-            )
+    _install_safety_net()
+    wanted = {
+        SSHD_CONFIG: render(
+            "ssh/sshd_config.j2", s=settings, ssh_port=ssh_port_of(host), openssh_version=openssh
+        )
+    }
+    unconfirmed = _why_unconfirmed(wanted)
+    if unconfirmed is None:
+        host.noop("sshd runs the deployed, confirmed configuration")
+        return
+    if not differing(wanted):
+        drift.state_differs("sshd", unconfirmed, "Confirm the sshd configuration")
+    _change_with_safety_net(wanted)
+
+
+def _why_unconfirmed(wanted: dict[str, str]) -> str | None:
+    """None when sshd runs WANTED and a fresh login confirmed it; else why it is not so."""
+    if host.get_fact(File, path=PENDING):
+        return "a change is not confirmed yet by a fresh login (the rollback timer is armed)"
+    if differing(wanted):
+        return f"{SSHD_CONFIG} is not the deployed file"
+    if recorded("sshd") != fingerprint(wanted):
+        return f"running configuration older than {SSHD_CONFIG} (reload pending)"
+    return None
+
+
+def _install_safety_net() -> None:
+    install_file(
+        name=f"Install {ROLLBACK_SCRIPT}",
+        path=ROLLBACK_SCRIPT,
+        content=_read(f"{TEMPLATES}/ssh/sshd-rollback.sh"),
+        mode="755",
+    )
+    install_units(
+        {
+            f"{UNIT_DIR}/{ROLLBACK_UNIT}.{kind}": _read(f"{TEMPLATES}/ssh/{ROLLBACK_UNIT}.{kind}")
+            for kind in ("service", "timer")
         },
+        "sshd rollback",
+    )
+    enable_at_boot(f"{ROLLBACK_UNIT}.service", "rolls an unconfirmed sshd_config back at boot")
+
+
+def _change_with_safety_net(wanted: dict[str, str]) -> None:
+    server.shell(
+        name="Arm the sshd safety net: the confirmed sshd_config returns in 2 minutes, or at "
+        "boot, unless a fresh login confirms the new one",
+        commands=[
+            f"mkdir -p {SSHD_STATE} && chmod 700 {SSHD_STATE}"
+            f" && {{ [ -s {CONFIRMED} ] || cp -p {SSHD_CONFIG} {CONFIRMED}; }}"
+            f" && touch {PENDING} && systemctl restart {ROLLBACK_UNIT}.timer"
+        ],
+    )
+    install_validated(
+        name=f"Install {SSHD_CONFIG} (checked with sshd -t first)",
+        files=wanted,
         check="sshd -t -f {stage}" + SSHD_CONFIG,
         label="sshd",
         mode="600",
     )
-    server.shell(
-        name=f"Arm the rollback: the last good sshd_config returns in {ROLLBACK_AFTER} "
-        "unless a fresh login confirms the new one",
-        commands=[
-            f"systemctl stop {ROLLBACK_UNIT}.timer 2>/dev/null; "
-            f"systemctl reset-failed {ROLLBACK_UNIT}.service 2>/dev/null; "
-            f"systemd-run --quiet --unit={ROLLBACK_UNIT} --on-active={ROLLBACK_AFTER} "
-            f"/bin/sh -c '{RESTORE}'"
-        ],
-        _if=config.did_change,
-    )
-    systemd.service(
-        name="Reload sshd (its configuration changed)",
-        service="ssh",
-        reloaded=True,
-        _if=config.did_change,
-    )
+    server.shell(name="Reload sshd", commands=["systemctl reload ssh"])
     python.call(
-        name="Log in afresh over SSH and disarm the rollback",
-        function=_confirm_or_restore,
-        _if=config.did_change,
+        name="Log in afresh over SSH, then confirm the new sshd_config and disarm the rollback",
+        function=_confirm_or_roll_back,
+        confirm=_confirm_command(fingerprint(wanted)),
+    )
+
+
+def _confirm_command(active: str) -> str:
+    """Shell, run over the fresh login: disarm first, then keep and record, then clear pending."""
+    return (
+        f"systemctl stop {ROLLBACK_UNIT}.timer"
+        f" && cp -p {SSHD_CONFIG} {CONFIRMED}.new && mv -f {CONFIRMED}.new {CONFIRMED}"
+        f" && {record_command('sshd', active)} && rm -f {PENDING}"
     )
 
 
@@ -93,17 +158,21 @@ def _keep_strong_moduli() -> str:
     )
 
 
-def _confirm_or_restore() -> None:
+def _confirm_or_roll_back(confirm: str) -> None:
     """Runs on the deploy machine once sshd has reloaded (see the module docstring)."""
-    disarm = f"sudo -n systemctl stop {ROLLBACK_UNIT}.timer"
-    ok, detail = fresh_login_runs(host, disarm)
+    ok, detail = fresh_login_runs(host, f"sudo -n sh -c {quote(confirm)}")
     if ok:
         return
     logger.warning(
-        f"[{host.name}] fresh SSH login failed ({detail}): restoring the old sshd_config"
+        f"[{host.name}] fresh SSH login failed ({detail}): restoring the confirmed sshd_config"
     )
-    host.run_shell_command(f"{RESTORE} && systemctl stop {ROLLBACK_UNIT}.timer", _sudo=True)
+    host.run_shell_command(f"systemctl stop {ROLLBACK_UNIT}.timer; {ROLLBACK_SCRIPT}", _sudo=True)
     raise PyinfraError(
         f"{host.name}: a fresh SSH login failed after the new sshd_config ({detail}); "
-        "the previous configuration was put back"
+        "the last confirmed configuration was put back"
     )
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as source:
+        return source.read()

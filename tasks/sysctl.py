@@ -11,12 +11,14 @@ and reported, not failed. Keys this kernel does not have are reported the same w
 
 from __future__ import annotations
 
-from pyinfra import host, logger
-from pyinfra.api import deploy
-from pyinfra.facts.server import Command, Sysctl
-from pyinfra.operations import files, server
+from shlex import quote
 
-from tasks.activation import TEMPLATES
+from pyinfra import host, logger
+from pyinfra.api import deploy, operation
+from pyinfra.facts.server import Command, Sysctl
+
+from tasks import drift
+from tasks.activation import install_file, render
 from tasks.hardening_defaults import (
     SYSCTL_CONF_PATH,
     SYSCTL_DEFAULTS,
@@ -30,16 +32,17 @@ from tasks.settings import for_host
 def harden_sysctl() -> None:
     settings = for_host(host)
     wanted = merged_sysctl(settings.sysctl_overrides)
-    files.template(
+    install_file(
         name=f"Install {SYSCTL_CONF_PATH}",
-        src=f"{TEMPLATES}/sysctl/hardening.conf.j2",
-        dest=SYSCTL_CONF_PATH,
-        s=settings,
-        sysctl_defaults=SYSCTL_DEFAULTS,
+        path=SYSCTL_CONF_PATH,
+        content=render("sysctl/hardening.conf.j2", s=settings, sysctl_defaults=SYSCTL_DEFAULTS),
     )
     live_keys, persisted_only = _settable(list(wanted))
-    for key in live_keys:
-        server.sysctl(name=f"Set {key} = {wanted[key]} now", key=key, value=_typed(wanted[key]))
+    live_values(
+        name="Apply the sysctl settings to the running kernel",
+        wanted={key: wanted[key] for key in live_keys},
+        all_keys=sorted(wanted),
+    )
     if persisted_only:
         logger.info(
             f"[{host.name}] sysctl: {len(persisted_only)} settings persisted but not applied "
@@ -47,9 +50,34 @@ def harden_sysctl() -> None:
         )
 
 
+@operation()
+def live_values(wanted: dict[str, str], all_keys: list[str]):
+    """
+    Set the kernel's live values of WANTED (key -> value) that differ, in one command.
+
+    + wanted: sysctl key -> value as written in the sysctl.d file
+    + all_keys: every key of the file, sorted: the live values are read in one fact, the same
+      one `_settable` reads (facts are cached by their arguments)
+    """
+    live = host.get_fact(Sysctl, keys=all_keys) or {}
+    differ = {k: v for k, v in wanted.items() if live.get(k) != _typed(v)}
+    if not differ:
+        host.noop("the kernel runs every sysctl setting")
+        return
+    for key, value in differ.items():
+        drift.state_differs(
+            key, f"live {_shown(live.get(key))}, should be {value}", "Apply the sysctl settings"
+        )
+    yield "sysctl -q -w " + " ".join(quote(f"{k}={v}") for k, v in sorted(differ.items()))
+
+
+def _shown(value: object) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def _settable(keys: list[str]) -> tuple[list[str], list[str]]:
     """(keys to apply live, keys only persisted) for this host."""
-    present = host.get_fact(Sysctl, keys=keys) or {}
+    present = host.get_fact(Sysctl, keys=sorted(keys)) or {}
     existing = [k for k in keys if k in present]
     missing = [k for k in keys if k not in present]
     container = host.get_fact(Command, command="systemd-detect-virt --container || true")

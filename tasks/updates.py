@@ -1,7 +1,8 @@
 """Automatic security updates with unattended-upgrades (Debian's security archive only).
 
-Owns: the `unattended-upgrades` package, /etc/apt/apt.conf.d/50unattended-upgrades (replaces
-the package's file: apt lists add up across files) and /etc/apt/apt.conf.d/20auto-upgrades.
+Owns: /etc/apt/apt.conf.d/50unattended-upgrades (replaces the package's file: apt lists add up
+across files) and /etc/apt/apt.conf.d/20auto-upgrades. Declares the `unattended-upgrades` package
+(tasks/packages.py installs it with the others).
 Reads: unattended_upgrades_enabled, unattended_upgrades_reboot.
 Leaves alone: upgrades of anything else (nginx.org's packages included): a deploy does those.
 """
@@ -10,20 +11,19 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import apt, files
 
-from tasks.activation import TEMPLATES
+from tasks.activation import install_file, render
 from tasks.settings import for_host
+
+PACKAGES = ("unattended-upgrades",)
 
 
 @deploy("Automatic security updates")
 def security_updates() -> None:
     settings = for_host(host)
-    apt.packages(name="Install unattended-upgrades", packages=["unattended-upgrades"])
     for name in ("50unattended-upgrades", "20auto-upgrades"):
-        files.template(
+        install_file(
             name=f"Install /etc/apt/apt.conf.d/{name}",
-            src=f"{TEMPLATES}/apt/{name}.j2",
-            dest=f"/etc/apt/apt.conf.d/{name}",
-            s=settings,
+            path=f"/etc/apt/apt.conf.d/{name}",
+            content=render(f"apt/{name}.j2", s=settings),
         )

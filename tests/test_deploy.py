@@ -127,7 +127,7 @@ def test_config_failing_nginx_t_never_goes_live_and_traffic_keeps_flowing(
     deployed, lab_env, proxies, backend_failing
 ):
     node = proxies[1]
-    before = sha1_of(node.name, "/etc/nginx/conf.d/proxy.conf")
+    before = sha1_of(node.name, "/etc/nginx/nginx.conf")
     traffic: dict = {}
     url = GET_URL.format(address=node.address)
     sender = threading.Thread(
@@ -140,14 +140,14 @@ def test_config_failing_nginx_t_never_goes_live_and_traffic_keeps_flowing(
     sender.join()
     assert broken.returncode != 0
     assert "host not found in upstream" in broken.output
-    assert sha1_of(node.name, "/etc/nginx/conf.d/proxy.conf") == before
+    assert sha1_of(node.name, "/etc/nginx/nginx.conf") == before
     assert traffic["success_rate"] >= 0.999, traffic
     after = core.traffic("loadgen", url, requests=500)
     assert after["success_rate"] >= 0.99
 
 
 DRIFTS = {
-    "managed file edited": "echo '# hand edit' >> /etc/nginx/conf.d/proxy.conf",
+    "managed file edited": "echo '# hand edit' >> /etc/nginx/nginx.conf",
     "managed file deleted": "rm /etc/nginx/nginx.conf",
     "nginx stopped": "systemctl stop nginx",
     "nginx disabled": "systemctl disable --quiet nginx",
@@ -173,12 +173,12 @@ def test_drift_is_repaired_by_one_rerun_changing_only_what_drifted(
 
 def test_limit_to_one_host_changes_that_host_alone(deployed, lab_env, proxies):
     target = "proxy-2"
-    hashes = {n.name: sha1_of(n.name, "/etc/nginx/conf.d/proxy.conf") for n in proxies}
+    hashes = {n.name: sha1_of(n.name, "/etc/nginx/nginx.conf") for n in proxies}
     try:
         run = run_deploy(lab_env, "--limit", target, "--data", "proxy_read_timeout=11s")
         assert run.returncode == 0, run.output[-3000:]
         assert run.changed_hosts() == {target}
-        after = {n.name: sha1_of(n.name, "/etc/nginx/conf.d/proxy.conf") for n in proxies}
+        after = {n.name: sha1_of(n.name, "/etc/nginx/nginx.conf") for n in proxies}
         assert [n for n in hashes if hashes[n] != after[n]] == [target]
     finally:
         assert run_deploy(lab_env, "--limit", target).returncode == 0

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.lab
 LAB_STAGE = 40
 
 GITLAB_CI_LOCAL = REPO / "tools/gitlab-ci-local/node_modules/.bin/gitlab-ci-local"
-MANAGED = "/etc/nginx/conf.d/proxy.conf"
+MANAGED = "/etc/nginx/nginx.conf"
 SABOTAGE = "inet lab_sabotage"
 
 

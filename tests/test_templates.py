@@ -19,7 +19,9 @@ import pytest
 from jinja2.exceptions import UndefinedError
 from pyinfra.api.util import get_template
 
+from tasks import nginx_proxy
 from tasks import settings as st
+from tasks.nginx_proxy import NGINX_CONF
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "nginx"
 REQUIRED: dict[str, Any] = {"admin_cidrs": ["10.77.0.1/32"], "allowed_http_cidrs": ["0.0.0.0/0"]}
@@ -68,16 +70,15 @@ def variables(variant: str) -> dict[str, Any]:
 
 
 def rendered(variant: str) -> tuple[str, str]:
-    """(nginx.conf, conf.d/proxy.conf) of a variant."""
+    """(nginx.conf as installed, its proxy part alone) of a variant: the deploy's own rendering."""
     found = variables(variant)
-    return render("nginx.conf.j2", **found), render("proxy.conf.j2", **found)
+    return nginx_proxy.rendered_files_from(found)[NGINX_CONF], nginx_proxy.proxy_conf(found)
 
 
 def render_tree(root: Path, variant: str) -> Path:
     """The files as they lie in /etc/nginx, under ROOT; returns ROOT/nginx.conf."""
-    main, proxy = rendered(variant)
-    (root / "conf.d").mkdir(parents=True)
-    (root / "conf.d" / "proxy.conf").write_text(proxy)
+    main, _ = rendered(variant)
+    root.mkdir(parents=True, exist_ok=True)
     (root / "mime.types").write_text(MIME_TYPES)
     (root / "nginx.conf").write_text(main)
     return root / "nginx.conf"
@@ -132,11 +133,11 @@ def test_main_config_hardening_and_includes() -> None:
         "client_header_timeout 10s;",
         "pid /run/nginx.pid;",
         "include mime.types;",
-        "include conf.d/proxy.conf;",
         "access_log /var/log/nginx/proxy_access.log proxy_json;",
     ]:
         assert f"    {line}" in main or f"\n{line}" in main, line
-    assert "sites-enabled" not in code(main)
+    assert "sites-enabled" not in code(main) and "conf.d" not in code(main)
+    assert "upstream backend {" in main  # the proxy part is inlined: one file, one rename
     assert not re.search(r"^\s*(daemon|master_process)\b", main, re.M)
 
 
@@ -384,12 +385,11 @@ def test_gixy_finds_nothing(variant: str, tmp_path: Path) -> None:
     assert findings == [], [(f.get("plugin"), f.get("summary")) for f in findings]
 
 
-def test_gixy_reads_the_included_proxy_conf(tmp_path: Path) -> None:
-    # Guards the test above: a finding planted in conf.d/proxy.conf must be reported.
+def test_gixy_reads_the_inlined_proxy_part(tmp_path: Path) -> None:
+    # Guards the test above: a finding planted in the proxy part must be reported.
     config = render_tree(tmp_path, "default")
-    proxy = tmp_path / "conf.d" / "proxy.conf"
-    planted = "    location / {\n        add_header X-Planted 1;"
-    proxy.write_text(proxy.read_text().replace("    location / {", planted))
+    planted = "        location / {\n            add_header X-Planted 1;"
+    config.write_text(config.read_text().replace("        location / {", planted))
     assert any(f.get("plugin") == "add_header_redefinition" for f in gixy_findings(config))
 
 
@@ -408,7 +408,7 @@ def _testable(config: Path) -> None:
         f"{kind}_temp_path {root}/temp/{kind};"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
-    for path in (config, root / "conf.d" / "proxy.conf"):
+    for path in (config,):
         text = path.read_text().replace("/var/log/nginx/", f"{root}/logs/")
         text = text.replace("/run/nginx.pid", f"{root}/nginx.pid")
         text = re.sub(r"^user .*;$", "", text, flags=re.M)
