@@ -74,19 +74,27 @@ clean: lab-down  ## Remove the lab and the venv
 
 # --- Rollout, verification and drift (tools/rollout.py; the GitLab CI jobs call these) ---------
 # HOST= picks the canary (default: the first proxy of the inventory), BATCH= the batch size after
-# it (default $$ROLLOUT_BATCH_SIZE, else 1), INVENTORY= another inventory (default inventories/aws.py).
+# it (default $$ROLLOUT_BATCH_SIZE, else 1), or BATCHES= the batch sizes as counts or percentages
+# of all the hosts, the last one repeating (e.g. BATCHES=1,25%,100%; default $$ROLLOUT_BATCHES;
+# not together with BATCH=), MAX_FAIL= the percentage of a batch that may fail before the rollout
+# stops (0-100, default $$ROLLOUT_MAX_FAIL_PERCENT, else 0: the first failure stops it),
+# INVENTORY= another inventory (default inventories/aws.py).
 BATCH     ?=
+BATCHES   ?=
+MAX_FAIL  ?=
 INVENTORY ?=
 ROLLOUT   := $(PY) -m tools.rollout $(if $(INVENTORY),--inventory $(INVENTORY))
+BATCHING   = $(if $(BATCH),--batch-size $(BATCH)) $(if $(BATCHES),--batches $(BATCHES)) \
+             $(if $(MAX_FAIL),--max-fail-percent $(MAX_FAIL))
 
-deploy: venv  ## Deploy every proxy: canary HOST= first, then BATCH= at a time, health-gated
-	$(ROLLOUT) deploy $(if $(HOST),--canary $(HOST)) $(if $(BATCH),--batch-size $(BATCH))
+deploy: venv  ## Deploy every proxy: canary HOST= first, then BATCH=/BATCHES=, health-gated
+	$(ROLLOUT) deploy $(if $(HOST),--canary $(HOST)) $(BATCHING)
 
 canary: venv  ## Deploy one proxy (HOST=name, default the first), then check its health
 	$(ROLLOUT) canary $(if $(HOST),--canary $(HOST))
 
-fleet: venv  ## Deploy the proxies other than the canary HOST=, stop at the first unhealthy
-	$(ROLLOUT) fleet $(if $(HOST),--canary $(HOST)) $(if $(BATCH),--batch-size $(BATCH))
+fleet: venv  ## Deploy the proxies but the canary HOST=; stop at the first failure (or MAX_FAIL=%)
+	$(ROLLOUT) fleet $(if $(HOST),--canary $(HOST)) $(BATCHING)
 
 verify: venv  ## Check every proxy's /healthz and /readyz (a request through to the backend)
 	$(ROLLOUT) verify
@@ -95,7 +103,7 @@ drift: venv  ## Dry run on every proxy; writes drift-report.txt, fails (exit 3) 
 	$(ROLLOUT) drift --report drift-report.txt
 
 drift-repair: venv  ## Re-deploy only the drifted proxies (health-gated), then check again
-	$(ROLLOUT) repair --report drift-report.txt
+	$(ROLLOUT) repair --report drift-report.txt $(BATCHING)
 
 checkov: $(CHECKOV_VENV)/.installed  ## Security policy check of terraform/ (checkov, offline)
 	$(CHECKOV_VENV)/bin/checkov -d terraform/ --skip-download --compact --quiet

@@ -270,3 +270,12 @@ def exec_command_bytes(name: str, cmd: list[str]) -> bytes:
 def exec_in_lab(name: str, cmd: list[str]) -> subprocess.CompletedProcess:
     """Run CMD inside lab member NAME as root; the completed process (output captured)."""
     return hosts.exec_in(name, state.load(), cmd)
+
+
+def reboot(name: str) -> None:
+    """Reboot lab host NAME and wait until it is back with sshd up."""
+    lab_state = state.load()
+    node = next((n for n in members_of(lab_state) if n.name == name and n.container), None)
+    if node is None:
+        raise LabError(f"{name} is not a lab host that can reboot")
+    hosts.reboot(node, lab_state)

@@ -177,3 +177,23 @@ def write_known_hosts(members: list[Node]) -> None:
 
 def remove_roots() -> None:
     shutil.rmtree(config.STATE_DIR / "hosts", ignore_errors=True)
+
+
+def reboot(node: Node, lab_state: dict) -> None:
+    """Reboot NODE (`systemctl reboot` inside: systemd stops every unit, the container exits),
+    then boot the same root again and wait for systemd and sshd.
+
+    A power cut (SIGKILL to the container's init) is not offered: the container booted after it
+    inherits a cgroup systemd cannot manage on this kind of machine ("Failed to dump process
+    list"), and its `systemctl reload` then hangs."""
+    nspawn_pid = lab_state["pids"][node.name]
+    exec_in(node.name, lab_state, ["systemctl", "reboot"])
+    # systemd-nspawn exits when its container reboots; it is our child's child, so poll.
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    while state.pid_alive(nspawn_pid):
+        if time.monotonic() > deadline:
+            raise LabError(f"{node.name} did not go down within {BOOT_TIMEOUT:.0f} s of the reboot")
+        time.sleep(0.2)
+    lab_state["leaders"].pop(node.name, None)
+    boot(node, lab_state)
+    wait_running(node, lab_state)

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from collections.abc import Iterable
 from io import StringIO
 from shlex import quote
 
 from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
+from pyinfra.api.operation import OperationMeta
 from pyinfra.api.util import get_template
 from pyinfra.facts.files import Sha1File
 
@@ -129,39 +129,50 @@ def install_validated(
         )
 
 
-@operation()
-def activated(
+def activate(
+    name: str,
     label: str,
     files: dict[str, str],
-    commands: Iterable[str],
+    commands: list[str],
     subject: str,
-    force: bool = False,
+    installed: OperationMeta,
     live_drift: str | None = None,
-):
-    """
-    Activate FILES in LABEL's service (COMMANDS: reload, then checks) unless it already runs
-    them; record the fingerprint once every command succeeded.
+) -> None:
+    """Make LABEL's service run FILES (COMMANDS: reload, then checks; the record written last).
 
-    + label: the record's name (e.g. "nginx")
-    + files: the desired files (path -> content), as given to install_validated
-    + commands: shell commands, in order; any failure stops before the record is written
-    + subject: what runs them, for the drift line (e.g. "nginx")
-    + force: activate even if the record matches (the files are being replaced in this run)
-    + live_drift: what the service itself shows is stale, when the service offers such a
-      fingerprint (e.g. nginx's workers older than its configuration file); None if nothing
+    + installed: the install_validated operation of FILES
+    + live_drift: what the service itself shows is stale (e.g. nginx's workers older than its
+      file), when it offers such a fingerprint; None if nothing
+
+    When the files differ, the activation follows their installation (`_if=`: a drift check does
+    not count it as drift of its own). When they match but the service runs something else (its
+    record differs, or LIVE_DRIFT), that is drift: reported, and activated unconditionally.
+    Otherwise there is nothing to do.
     """
-    wanted = fingerprint(files)
+    if differing(files):
+        activated(name=name, label=label, files=files, commands=commands, _if=installed.did_change)
+        return
     why = live_drift
-    if why is None and recorded(label) != wanted:
-        paths = ", ".join(sorted(files))
-        why = f"running configuration older than {paths} (reload pending)"
-    if why is None and not force:
+    if why is None and recorded(label) != fingerprint(files):
+        why = f"running configuration older than {', '.join(sorted(files))} (reload pending)"
+    if why is None:
         host.noop(f"{subject} runs the deployed configuration")
         return
-    if why is not None and not force and not differing(files):
-        drift.state_differs(subject, why, f"Reload {subject}")
+    drift.state_differs(subject, why, name)
+    activated(name=name, label=label, files=files, commands=commands)
+
+
+@operation()
+def activated(label: str, files: dict[str, str], commands: list[str]):
+    """
+    Run COMMANDS (reload, then checks), then record FILES' fingerprint as LABEL's active one.
+
+    + label: the record's name (e.g. "nginx")
+    + files: the desired files (path -> content)
+    + commands: shell commands, in order; any failure stops before the record is written
+    """
     yield from commands
-    yield record_command(label, wanted)
+    yield record_command(label, fingerprint(files))
 
 
 def _stage_commands(stage: str, files: dict[str, str], tree: str | None, mode: str):

@@ -83,8 +83,16 @@ def _record(kind: str, subject: str, detail: str, operation: str) -> dict[str, s
         "kind": kind,
         "subject": subject,
         "detail": detail,
-        "operation": operation,
+        "operation": _running_operation() or operation,
     }
+
+
+def _running_operation() -> str | None:
+    """The name of the operation being prepared, when called from inside one: the report pairs
+    records with pyinfra's plan by name."""
+    op_hash = getattr(host, "current_op_hash", None)
+    meta = host.state.op_meta.get(op_hash) if op_hash else None
+    return sorted(meta.names)[0] if meta and meta.names else None
 
 
 def _write(record: dict[str, str]) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.api import deploy, operation
+from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.server import Command
 from pyinfra.operations import systemd
 
@@ -44,33 +45,37 @@ def configure_firewall() -> None:
         label="firewall",
         mode="755",
     )
-    ruleset_loaded(
-        name=f"Load the {TABLE} table (one atomic transaction)",
-        ruleset_sha1=sha1(content),
-        force=ruleset.will_change,
-    )
+    _load(ruleset, sha1(content))
     drift.service_differs("nftables", running=None, enabled=True, operation="Enable nftables")
     systemd.service(name="Enable nftables at boot", service="nftables", enabled=True)
 
 
-@operation()
-def ruleset_loaded(ruleset_sha1: str, force: bool = False):
-    """
-    Load /etc/nftables.conf unless the record says this very ruleset is loaded and the live
-    table is still the one loaded then.
-
-    + ruleset_sha1: sha1 of the desired /etc/nftables.conf
-    + force: load even if the record matches (the ruleset file is changing in this run)
-    """
+def _load(installed: OperationMeta, ruleset_sha1: str) -> None:
+    """Load the ruleset after a new one is installed (`_if=`); or, when the file is the desired
+    one, unless the record says this very ruleset is loaded and the live table is still the one
+    loaded then (drift: reported, and loaded)."""
+    name = f"Load the {TABLE} table (one atomic transaction)"
+    if installed.will_change:
+        ruleset_loaded(name=name, ruleset_sha1=ruleset_sha1, _if=installed.did_change)
+        return
     live = (host.get_fact(Command, command=LIST_TABLE) or "").strip()
     loaded_file, _, loaded_table = (recorded("firewall") or "").partition(" ")
-    if not force and (loaded_file, loaded_table) == (ruleset_sha1, live):
+    if (loaded_file, loaded_table) == (ruleset_sha1, live):
         host.noop(f"{TABLE} is loaded as deployed")
         return
-    if not force:
-        drift.state_differs(
-            "nftables", _why_reload(ruleset_sha1, loaded_file, live, loaded_table), "Load"
-        )
+    drift.state_differs(
+        "nftables", _why_reload(ruleset_sha1, loaded_file, live, loaded_table), name
+    )
+    ruleset_loaded(name=name, ruleset_sha1=ruleset_sha1)
+
+
+@operation()
+def ruleset_loaded(ruleset_sha1: str):
+    """
+    Load /etc/nftables.conf in one transaction, then record its hash and the live table's.
+
+    + ruleset_sha1: sha1 of /etc/nftables.conf as installed
+    """
     record = f"{ACTIVE_DIR}/firewall"
     yield (
         f"nft -f {RULESET} && mkdir -p {ACTIVE_DIR}"

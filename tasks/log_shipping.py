@@ -65,7 +65,9 @@ def ship_logs() -> None:
         },
         "log shipping",
     )
-    drift.service_differs(f"{UNIT}.timer", running=True, enabled=True, operation="Run")
+    drift.service_differs(
+        f"{UNIT}.timer", running=True, enabled=True, operation=f"Run {UNIT}.timer hourly"
+    )
     systemd.service(
         name=f"Run {UNIT}.timer hourly, from boot",
         service=f"{UNIT}.timer",

@@ -27,7 +27,7 @@ from pyinfra.api import FactBase, deploy
 from pyinfra.operations import files, systemd
 
 from tasks import drift
-from tasks.activation import activated, install_validated, render
+from tasks.activation import activate, install_validated, render
 from tasks.settings import (
     Settings,
     backends,
@@ -69,13 +69,13 @@ def configure_proxy() -> None:
         running=True,
         enabled=True,
     )
-    activated(
+    activate(
         name="Reload nginx until it runs the deployed configuration, then check /healthz",
         label="nginx",
         files=wanted,
         commands=["systemctl reload-or-restart nginx", health_check_command(settings)],
         subject="nginx",
-        force=config.will_change,
+        installed=config,
         live_drift=host.get_fact(NginxLoaded).drift(NGINX_CONF),
     )
     files.file(

@@ -46,7 +46,7 @@ def remove_unneeded() -> None:
     unwanted = [name for name in PACKAGES_NOT_ON_A_PROXY if name in installed]
     if unwanted:
         for package in unwanted:
-            drift.state_differs(f"package {package}", "installed, should not be", "Purge")
+            drift.state_differs(f"package {package}", "installed, should not be", "Purge packages")
         apt.packages(
             name="Purge packages a proxy does not need",
             packages=unwanted,
@@ -56,7 +56,9 @@ def remove_unneeded() -> None:
     units = host.get_fact(SystemdEnabled) or {}
     for unit in SERVICES_NOT_ON_A_PROXY:
         if unit in units:
-            drift.service_differs(unit, running=False, enabled=False, operation="Stop")
+            drift.service_differs(
+                unit, running=False, enabled=False, operation=f"Stop and disable {unit}"
+            )
             systemd.service(
                 name=f"Stop and disable {unit}", service=unit, running=False, enabled=False
             )

@@ -80,8 +80,8 @@ def harden_sshd() -> None:
     if unconfirmed is None:
         host.noop("sshd runs the deployed, confirmed configuration")
         return
-    if not differing(wanted):
-        drift.state_differs("sshd", unconfirmed, "Confirm the sshd configuration")
+    # One line explains the whole sequence below (arm, install, reload, confirm).
+    drift.state_differs("sshd", unconfirmed, "Harden the SSH daemon")
     _change_with_safety_net(wanted)
 
 
@@ -90,7 +90,7 @@ def _why_unconfirmed(wanted: dict[str, str]) -> str | None:
     if host.get_fact(File, path=PENDING):
         return "a change is not confirmed yet by a fresh login (the rollback timer is armed)"
     if differing(wanted):
-        return f"{SSHD_CONFIG} is not the deployed file"
+        return f"{SSHD_CONFIG} is not the deployed file (the repair reloads sshd, then confirms)"
     if recorded("sshd") != fingerprint(wanted):
         return f"running configuration older than {SSHD_CONFIG} (reload pending)"
     return None

@@ -29,7 +29,7 @@ def install_units(units: dict[str, str], purpose: str) -> None:
     stale = _stale_units([posixpath.basename(path) for path in units])
     for unit in stale:
         drift.state_differs(
-            unit, "systemd runs an older definition (daemon-reload pending)", purpose
+            unit, "systemd runs an older definition (daemon-reload pending)", "Reload systemd"
         )
     if any(changes) or stale:
         systemd.daemon_reload(name=f"Reload systemd ({purpose} units changed)")
@@ -58,5 +58,5 @@ def enable_at_boot(unit: str, purpose: str) -> None:
     if state == "enabled":
         host.noop(f"{unit} is enabled at boot")
         return
-    drift.state_differs(unit, f"{state or 'unknown'} at boot, should be enabled", purpose)
+    drift.state_differs(unit, f"{state or 'unknown'} at boot, should be enabled", f"Enable {unit}")
     server.shell(name=f"Enable {unit} at boot ({purpose})", commands=[f"systemctl enable {unit}"])

@@ -174,7 +174,7 @@ HARDENING_DRIFTS = {
     ),
     "sysctl changed": (
         "sysctl -qw net.ipv4.conf.all.accept_redirects=1",
-        "Set net.ipv4.conf.all.accept_redirects = 0 now",
+        "Apply the sysctl settings to the running kernel",
     ),
 }
 

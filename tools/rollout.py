@@ -2,7 +2,7 @@
 
 Used by the GitLab CI jobs (through the Makefile) and by people, with the same commands:
 
-    python -m tools.rollout [deploy] [--canary HOST] [--batch-size N] [--dry] [--inventory PATH]
+    python -m tools.rollout [deploy] [--canary HOST] [--batches LIST] [--max-fail-percent P] [--dry]
     python -m tools.rollout canary [--canary HOST]   one host (default: the first proxy), gated
     python -m tools.rollout fleet [--canary HOST]    the other proxies, in batches, after a canary
     python -m tools.rollout verify                   every proxy's health; deploys nothing
@@ -14,40 +14,65 @@ JSON list of {"name", "ssh_hostname", "groups", "data"} in host-name order), fil
 `proxies` group. Each batch is deployed with
 `pyinfra -y --json INVENTORY deploy.py --limit HOST...`; then every host of the batch must pass
 the health gate: GET http://<ssh_hostname>:80/healthz and /readyz answer 200 (nginx itself, then
-a request through to the backend). The first host that fails its deploy or its gate stops the
-rollout; hosts of later batches are left untouched.
+a request through to the backend).
 
-Drift uses pyinfra's own structured output: `pyinfra --dry --json` prints one JSON object on stdout,
-{"plan": [{"name", "hosts_with_change", "hosts_with_conditional_change", ...}], "results": null}.
-A host drifted when an operation lists it in "hosts_with_change". "hosts_with_conditional_change"
-is not drift: operations gated with `_if=` (e.g. "reload nginx if the config changed") are listed
-there on every run. The dry run is made WITHOUT `-y`: with `-y` pyinfra skips change detection and
-reports no change at all. Hosts that cannot be reached are missing from that JSON; they are found
-in pyinfra's log ("[host] Could not connect (...)") and reported as not checked.
+Batches (--batches, like Ansible's `serial`): a comma-separated list whose items are counts (1 or
+more) or percentages (1% to 100%) of the hosts of the rollout, canary included, rounded down and
+at least 1. The last item repeats until every host is in a batch; the canary is always the first
+host of the first batch. `1,25%,100%` on 8 hosts: the canary, then 2 hosts, then the other 5.
+`--batch-size N` is the same as `--batches 1,N`; giving both is an error. `fleet` runs the same
+plan without the canary (the `canary` job deployed it), `repair` over the drifted hosts only.
+
+Failure tolerance (--max-fail-percent, like Ansible's `max_fail_percentage`): the rollout stops
+when the hosts of one batch that failed their deploy or their gate are more than that percentage
+of the batch; hosts of later batches are left untouched. The default, 0, stops at the first
+failed host. Below the limit the failures are logged and the rollout goes on; it still exits 1.
+
+Every decision comes from machine-readable output, never from pyinfra's log (a reworded message
+must not turn a failure into a pass):
+
+- Deploy: the JSON results of `pyinfra -y --json` on stdout. A host is deployed only if the
+  results mention it, it is not in "failed_hosts" (unreachable hosts are there) and no operation
+  lists it under "error". No results at all (pyinfra stops before printing them when every host
+  failed, "No hosts remaining!"): every host of the batch failed. pyinfra's log goes on to our
+  stderr as it comes; its last lines are repeated for the human on a failure, never read.
+- Drift: `pyinfra --dry --json` (WITHOUT -y, which skips change detection), plus the lines the
+  deploy itself writes to the file named by PROXY_DEPLOY_DRIFT_FILE (tasks/drift.py; one JSON
+  object per line: "checked" for each host it planned, then "file" (a unified diff), "state"
+  (one line: what runs and what should) and "invalid" (the repair would fail nginx -t / sshd -t /
+  nft -c) records). A host drifted when it has a record or an operation of the plan lists it in
+  "hosts_with_change". "hosts_with_conditional_change" is ignored: operations gated with `_if=`
+  (e.g. "reload nginx if the config changed") are listed there on every run. A host without its
+  "checked" line was not reached: it is reported as not checked.
 
 This module owns the order of hosts, the health gate and the reports. It leaves alone what is
 deployed (deploy.py, tasks/) and which hosts exist (inventories/).
 
 Settings (command-line option > environment variable > default):
 
-    --inventory        PROXY_INVENTORY      inventories/aws.py
-    --canary           CANARY_HOST          the first proxy of the inventory
-    --batch-size       ROLLOUT_BATCH_SIZE   1      hosts deployed together after the canary
-    --health-port      HEALTH_PORT          80
-    --health-check     HEALTH_CHECKS        /healthz=200,/readyz=200   PATH=STATUS, all must pass
-    --health-timeout   HEALTH_TIMEOUT       5      seconds per request
-    --health-attempts  HEALTH_ATTEMPTS      6      tries before a host counts as unhealthy
-    --health-interval  HEALTH_INTERVAL      5      seconds between tries
-    --health-host      HEALTH_HOST          (the address)  Host header of the checks; set it to a
-                                            served name when nginx's `server_names` is set (its
-                                            catch-all server answers /healthz only)
+    --inventory         PROXY_INVENTORY           inventories/aws.py
+    --canary            CANARY_HOST               the first proxy of the inventory
+    --batches           ROLLOUT_BATCHES           1,1    batch sizes, e.g. 1,25%,100% (above)
+    --batch-size        ROLLOUT_BATCH_SIZE        1      N = --batches 1,N
+    --max-fail-percent  ROLLOUT_MAX_FAIL_PERCENT  0      0-100: failed hosts a batch tolerates
+    --health-port       HEALTH_PORT               80
+    --health-check      HEALTH_CHECKS             /healthz=200,/readyz=200   PATH=STATUS, all pass
+    --health-timeout    HEALTH_TIMEOUT            5      seconds per request
+    --health-attempts   HEALTH_ATTEMPTS           6      tries before a host counts as unhealthy
+    --health-interval   HEALTH_INTERVAL           5      seconds between tries
+    --health-host       HEALTH_HOST               (the address)  Host header of the checks; set it
+                                                  to a served name when nginx's `server_names` is
+                                                  set (its catch-all server answers /healthz only)
+
+A command-line batch option beats both environment variables; --batches and --batch-size
+together (or ROLLOUT_BATCHES and ROLLOUT_BATCH_SIZE together) are refused.
 
 Exit codes:
     0  done: every host deployed and healthy / all healthy / no drift
-    1  a host failed its deploy or its health gate (the rollout stopped there) / a host is unhealthy
+    1  a host failed its deploy or its health gate / a host is unhealthy
     2  bad usage or setting (the message names it), e.g. a canary that is not a proxy
     3  drift: a host would be changed by the deploy (after `repair`: still would)
-    4  could not work: inventory unreadable or empty, pyinfra output unreadable, a host unreachable
+    4  could not work: inventory unreadable or empty, pyinfra output unreadable, a host not checked
 """
 
 from __future__ import annotations
@@ -56,19 +81,17 @@ import argparse
 import http.client
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
-
-T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -82,13 +105,9 @@ DEFAULT_DEPLOY_FILE = "deploy.py"
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 HEALTH_PORT = 80
-
-ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-OP_START_RE = re.compile(r"^--> Starting (?:[\w ,]+ )?operation: (?P<op>.*?)\s*$")
-HOST_LINE_RE = re.compile(r"^\s*\[(?P<host>[^\]]+)\]\s+(?:nested\s+)?(?P<text>.*?)\s*$")
-CONNECT_FAIL_RE = re.compile(r"^Could not connect(?: \((?P<why>.*)\))?$")
-ERROR_RE = re.compile(r"^Error(?P<ignored> \(ignored[^)]*\))?(?::\s*(?P<why>.*))?$")
-FATAL_RE = re.compile(r"^--> pyinfra error(?: in [^:]*)?: (?P<why>.*)$")
+DRIFT_FILE_ENV = "PROXY_DEPLOY_DRIFT_FILE"
+STDERR_TAIL_LINES = 5  # pyinfra's last log lines, repeated for the human when it gave no results
+DIFF_LINES_SHOWN = 60  # per record in the text report; drift-report.json keeps everything
 
 
 class RolloutError(Exception):
@@ -114,6 +133,26 @@ DEFAULT_CHECKS = (Check(HEALTH_PATH, 200), Check(READY_PATH, 200))
 
 
 @dataclass(frozen=True)
+class BatchItem:
+    """One item of --batches: a count of hosts, or a percentage of the rollout's hosts."""
+
+    value: int
+    percent: bool = False
+
+    def size(self, total: int) -> int:
+        """Hosts in a batch of a rollout over `total` hosts: percentages round down, minimum 1."""
+        if not self.percent:
+            return self.value
+        return max(1, total * self.value // 100)
+
+    def __str__(self) -> str:
+        return f"{self.value}%" if self.percent else str(self.value)
+
+
+DEFAULT_BATCHES = (BatchItem(1), BatchItem(1))  # the canary, then one host at a time
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every setting of a run, validated; built once by `settings_from`."""
 
@@ -121,7 +160,8 @@ class Settings:
     deploy_file: str = DEFAULT_DEPLOY_FILE
     group: str = PROXY_GROUP
     canary: str | None = None
-    batch_size: int = 1
+    batches: tuple[BatchItem, ...] = DEFAULT_BATCHES
+    max_fail_percent: int = 0
     health_port: int = HEALTH_PORT
     health_checks: tuple[Check, ...] = DEFAULT_CHECKS
     health_timeout: float = 5.0
@@ -133,11 +173,12 @@ class Settings:
     pyinfra: tuple[str, ...] = (sys.executable, "-m", "pyinfra")
 
 
-# (Settings field, command-line option, environment variable)
+# (Settings field, command-line option, environment variable). The batch sizes come from two
+# settings that exclude each other: `_batches_from` reads them.
 _SETTING_SOURCES: tuple[tuple[str, str, str | None], ...] = (
     ("inventory", "--inventory", "PROXY_INVENTORY"),
     ("canary", "--canary", "CANARY_HOST"),
-    ("batch_size", "--batch-size", "ROLLOUT_BATCH_SIZE"),
+    ("max_fail_percent", "--max-fail-percent", "ROLLOUT_MAX_FAIL_PERCENT"),
     ("health_port", "--health-port", "HEALTH_PORT"),
     ("health_checks", "--health-check", "HEALTH_CHECKS"),
     ("health_timeout", "--health-timeout", "HEALTH_TIMEOUT"),
@@ -147,13 +188,16 @@ _SETTING_SOURCES: tuple[tuple[str, str, str | None], ...] = (
 )
 
 
-def _positive_int(key: str, value: str, maximum: int | None = None) -> int:
-    allowed = f"an integer from 1 to {maximum}" if maximum else "an integer of 1 or more"
-    try:
-        number = int(value)
-    except ValueError:
-        raise RolloutError(f"{key}={value!r}: expected {allowed}", EXIT_USAGE) from None
-    if number < 1 or (maximum is not None and number > maximum):
+def _int_in_range(key: str, value: str, minimum: int, maximum: int | None = None) -> int:
+    if maximum is None:
+        allowed = f"an integer of {minimum} or more"
+    else:
+        allowed = f"an integer from {minimum} to {maximum}"
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()):
+        raise RolloutError(f"{key}={value!r}: expected {allowed}", EXIT_USAGE)
+    number = int(text)
+    if number < minimum or (maximum is not None and number > maximum):
         raise RolloutError(f"{key}={value!r}: expected {allowed}", EXIT_USAGE)
     return number
 
@@ -185,20 +229,69 @@ def parse_checks(key: str, value: str) -> tuple[Check, ...]:
     return tuple(checks)
 
 
+def parse_batches(key: str, value: str) -> tuple[BatchItem, ...]:
+    """Parse a batch list such as "1,25%,100%" (counts of 1 or more, percentages 1-100%)."""
+    error = RolloutError(
+        f"{key}={value!r}: items are counts of 1 or more or percentages from 1% to 100%, "
+        "e.g. 1,25%,100%",
+        EXIT_USAGE,
+    )
+    items = []
+    for raw in value.split(","):
+        text = raw.strip()
+        percent = text.endswith("%")
+        digits = text.removesuffix("%").strip()
+        if not (digits.isascii() and digits.isdigit()):
+            raise error
+        number = int(digits)
+        if number < 1 or (percent and number > 100):
+            raise error
+        items.append(BatchItem(number, percent))
+    return tuple(items)
+
+
 def _convert(name: str, key: str, value: str) -> object:
     if name in ("inventory", "canary", "health_host"):
         if not value.strip():
             raise RolloutError(f"{key}={value!r}: must not be empty", EXIT_USAGE)
         return value.strip()
-    if name == "batch_size":
-        return _positive_int(key, value)
+    if name == "max_fail_percent":
+        return _int_in_range(key, value, 0, 100)
     if name == "health_port":
-        return _positive_int(key, value, maximum=65535)
+        return _int_in_range(key, value, 1, 65535)
     if name == "health_checks":
         return parse_checks(key, value)
     if name == "health_attempts":
-        return _positive_int(key, value)
+        return _int_in_range(key, value, 1)
     return _positive_float(key, value)
+
+
+def _batches_from(
+    args: argparse.Namespace, environ: Mapping[str, str]
+) -> tuple[BatchItem, ...] | None:
+    """--batches or --batch-size N (= 1,N); the command line beats the environment, and the two
+    settings given at the same level are refused rather than one silently ignored."""
+    levels = (
+        ("--batches", args.batches, "--batch-size", args.batch_size),
+        (
+            "ROLLOUT_BATCHES",
+            environ.get("ROLLOUT_BATCHES", "").strip() or None,
+            "ROLLOUT_BATCH_SIZE",
+            environ.get("ROLLOUT_BATCH_SIZE", "").strip() or None,
+        ),
+    )
+    for list_key, batches, size_key, size in levels:
+        if batches is not None and size is not None:
+            raise RolloutError(
+                f"{list_key}={batches!r} and {size_key}={size!r}: give one of them, not both "
+                f"({size_key} N is the same as {list_key} 1,N)",
+                EXIT_USAGE,
+            )
+        if batches is not None:
+            return parse_batches(list_key, batches)
+        if size is not None:
+            return (BatchItem(1), BatchItem(_int_in_range(size_key, size, 1)))
+    return None
 
 
 def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
@@ -213,12 +306,19 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
             values[name] = _convert(name, option, given)
         elif env and environ.get(env, "").strip():
             values[name] = _convert(name, env, environ[env])
+    batches = _batches_from(args, environ)
+    if batches is not None:
+        values["batches"] = batches
     values["dry"] = args.dry
     values["report"] = Path(args.report) if args.report else None
     values["deploy_file"] = args.deploy_file
     if args.pyinfra:
         values["pyinfra"] = tuple(shlex.split(args.pyinfra))
     return Settings(**values)
+
+
+def describe_batches(items: Sequence[BatchItem]) -> str:
+    return ",".join(str(item) for item in items)
 
 
 # --- Hosts ----------------------------------------------------------------------------------------
@@ -300,18 +400,39 @@ def pick_canary(hosts: Sequence[Host], name: str | None) -> Host:
     )
 
 
-def chunk(items: Sequence[T], size: int) -> list[list[T]]:
-    if size < 1:
-        raise ValueError("batch size must be 1 or more")
-    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+def batch_sizes(items: Sequence[BatchItem], total: int) -> list[int]:
+    """Sizes of the consecutive batches covering `total` hosts: the items in turn, the last one
+    repeating; the final batch takes whatever is left."""
+    sizes: list[int] = []
+    covered = 0
+    while covered < total:
+        item = items[min(len(sizes), len(items) - 1)]
+        size = min(item.size(total), total - covered)
+        sizes.append(size)
+        covered += size
+    return sizes
 
 
 def plan_batches(
-    hosts: Sequence[Host], canary: Host, batch_size: int, *, with_canary: bool = True
+    hosts: Sequence[Host],
+    canary: Host,
+    items: Sequence[BatchItem],
+    *,
+    with_canary: bool = True,
 ) -> list[list[Host]]:
-    """The canary alone first (if `with_canary`), then the other hosts in inventory order."""
-    rest = [h for h in hosts if h != canary]
-    return ([[canary]] if with_canary else []) + chunk(rest, batch_size)
+    """The canary first, then the other hosts in inventory order, cut into batches by `items`
+    (percentages of all these hosts, canary included). Without the canary (`fleet`: the canary
+    job deployed it) the plan is the same, minus the canary and any batch left empty."""
+    ordered = [canary, *(h for h in hosts if h != canary)]
+    batches: list[list[Host]] = []
+    start = 0
+    for size in batch_sizes(items, len(ordered)):
+        batches.append(ordered[start : start + size])
+        start += size
+    if not with_canary:
+        batches = [[h for h in batch if h != canary] for batch in batches]
+        batches = [batch for batch in batches if batch]
+    return batches
 
 
 # --- Health gate ----------------------------------------------------------------------------------
@@ -386,11 +507,7 @@ def health_gate(
     return HealthResult(False, settings.health_attempts, failing)
 
 
-# --- Reading pyinfra's output ---------------------------------------------------------------------
-
-
-def strip_ansi(text: str) -> str:
-    return ANSI_RE.sub("", text)
+# --- Deploy results: `pyinfra -y --json` --------------------------------------------------------
 
 
 def find_json_object(stdout: str) -> dict | None:
@@ -407,144 +524,267 @@ def find_json_object(stdout: str) -> dict | None:
     return None
 
 
-@dataclass
-class LogFacts:
-    """What pyinfra's log (stderr) says went wrong, per host."""
-
-    unreachable: dict[str, str] = field(default_factory=dict)  # host -> reason
-    op_errors: dict[str, tuple[str, list[str]]] = field(default_factory=dict)  # host -> (op, lines)
-    fatal: str | None = None  # "--> pyinfra error: ..."
-
-    def describe_error(self, host: str) -> str:
-        op, why = self.op_errors[host]
-        detail = f": {' / '.join(why)}" if why else ""
-        if not op:
-            return f"failed before any operation ran{detail}"
-        return f"operation '{op}' failed{detail}"
+def _host_list(entry: dict, key: str) -> list[str]:
+    """A list of host names from pyinfra's JSON; anything else means we cannot read it."""
+    value = entry.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{key!r} is not a list of host names")
+    return value
 
 
-def parse_log(lines: Sequence[str]) -> LogFacts:
-    facts = LogFacts()
-    current_op = ""
-    recent: dict[str, list[str]] = {}  # host -> its lines in the current operation
-    for raw in lines:
-        line = strip_ansi(raw).rstrip()
-        if m := OP_START_RE.match(line):
-            current_op, recent = m["op"], {}
-            continue
-        if m := FATAL_RE.match(line):
-            facts.fatal = m["why"]
-            continue
-        m = HOST_LINE_RE.match(line)
-        if not m:
-            continue
-        host, text = m["host"], m["text"]
-        if c := CONNECT_FAIL_RE.match(text):
-            facts.unreachable[host] = c["why"] or "could not connect"
-            continue
-        e = ERROR_RE.match(text)
-        if e and not e["ignored"]:
-            if host not in facts.op_errors:  # the first failure is the one that stopped the host
-                output = recent.get(host, [])[-3:]
-                why = [w for w in [*output, e["why"] or ""] if w]
-                facts.op_errors[host] = (current_op, why)
-            continue
-        recent.setdefault(host, []).append(text)
-    return facts
+def _op_names(op: dict) -> set[str]:
+    """Every name an operation is known by (a record's "operation" may use any of them)."""
+    names = {n for n in op.get("names") or [] if isinstance(n, str)}
+    if isinstance(op.get("name"), str):
+        names.add(op["name"])
+    return names
 
 
-def deploy_failures(
-    hosts: Sequence[str], returncode: int, stdout: str, log_lines: Sequence[str]
-) -> dict[str, str]:
-    """What failed on each host of a deploy batch (hosts that went well are absent).
+def _op_name(op: dict) -> str:
+    name = op.get("name")
+    return name if isinstance(name, str) and name else str(op.get("op_hash", "?"))
 
-    pyinfra's JSON results are the first source; when every host failed pyinfra stops with
-    "No hosts remaining!" before printing them, so its log is read as well.
-    """
+
+@dataclass(frozen=True)
+class HostRun:
+    """What one deploy did on one host: operations changed / unchanged / failed, and whether
+    the host counts as deployed (`failure` is None) or failed (the reason)."""
+
+    changed: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    failed_ops: tuple[str, ...] = ()
+    failure: str | None = None
+
+    def summary(self) -> str:
+        text = f"{len(self.changed)} operation(s) changed, {len(self.unchanged)} unchanged"
+        if self.changed:
+            text += f" (changed: {', '.join(self.changed)})"
+        return text
+
+
+@dataclass(frozen=True)
+class DeployRun:
+    """One `pyinfra -y --json` over a batch: every host of the batch and, when its results
+    could not say why the hosts failed, pyinfra's last log lines (shown to the human, never
+    read for a decision)."""
+
+    hosts: dict[str, HostRun]
+    log_tail: tuple[str, ...] = ()
+
+
+def parse_deploy_results(
+    hosts: Sequence[str], returncode: int, stdout: str, log_tail: Sequence[str] = ()
+) -> DeployRun:
+    """Per host, from pyinfra's JSON results only. A host is deployed when the results mention
+    it, it is not in "failed_hosts" and no operation lists it under "error"."""
+    tail = tuple(log_tail)
     payload = find_json_object(stdout)
     results = payload.get("results") if payload else None
-    facts = parse_log(log_lines)
-    json_failed: set[str] = set()
-    json_errors: dict[str, list[str]] = {}
-    touched: set[str] = set()
-    if isinstance(results, dict):
-        json_failed = set(results.get("failed_hosts") or [])
-        for op in results.get("operations") or []:
-            for key in ("success", "no_change", "error"):
-                touched.update(op.get(key) or [])
-            for host in op.get("error") or []:
-                json_errors.setdefault(host, []).append(op.get("name", "?"))
+    if not isinstance(results, dict):
+        reason = f"pyinfra exited {returncode} without results"
+        return DeployRun({h: HostRun(failure=reason) for h in hosts}, tail)
+    try:
+        failed_hosts = set(_host_list(results, "failed_hosts"))
+        operations = results.get("operations") or []
+        if not isinstance(operations, list) or not all(isinstance(o, dict) for o in operations):
+            raise ValueError("'operations' is not a list of objects")
+        lists = [
+            (_op_name(op), *(_host_list(op, k) for k in ("success", "no_change", "error")))
+            for op in operations
+        ]
+    except ValueError as e:
+        reason = f"pyinfra's results are unreadable ({e}; exit {returncode})"
+        return DeployRun({h: HostRun(failure=reason) for h in hosts}, tail)
 
-    failures: dict[str, str] = {}
+    runs: dict[str, HostRun] = {}
     for host in hosts:
-        if host in facts.unreachable:
-            failures[host] = f"could not connect ({facts.unreachable[host]})"
-        elif host in facts.op_errors:
-            failures[host] = facts.describe_error(host)
-        elif host in json_errors:
-            failures[host] = f"operation '{json_errors[host][0]}' failed"
-        elif host in json_failed:
-            failures[host] = "pyinfra marked the host as failed (see its output above)"
-        elif isinstance(results, dict) and host not in touched:
-            failures[host] = (
-                "pyinfra ran nothing on it (is it in the inventory pyinfra loaded?) "
-                "(see its output above)"
+        changed = tuple(name for name, success, _, _ in lists if host in success)
+        unchanged = tuple(name for name, _, no_change, _ in lists if host in no_change)
+        failed_ops = tuple(name for name, _, _, error in lists if host in error)
+        failure = None
+        if failed_ops:
+            failure = f"operation '{failed_ops[0]}' failed"
+            if len(failed_ops) > 1:
+                failure += " (then " + ", ".join(f"'{op}'" for op in failed_ops[1:]) + ")"
+        elif host in failed_hosts:
+            failure = (
+                "pyinfra marked it failed before any operation ran on it "
+                "(unreachable, or an error while preparing it: see pyinfra's output above)"
             )
-    if returncode != 0 and not failures:
-        why = facts.fatal or "see its output above"
-        failures = {host: f"pyinfra exited {returncode} ({why})" for host in hosts}
-    elif not isinstance(results, dict) and not failures:
-        failures = {host: "pyinfra printed no results (see its output above)" for host in hosts}
-    return failures
+        elif not (changed or unchanged):
+            failure = "pyinfra ran nothing on it (is it in the inventory pyinfra loaded?)"
+        runs[host] = HostRun(changed, unchanged, failed_ops, failure)
+    if returncode != 0 and not any(run.failure for run in runs.values()):
+        # pyinfra exits non-zero only when a host failed: results that say otherwise are wrong
+        reason = f"pyinfra exited {returncode} although its results show no failure"
+        runs = {h: HostRun(r.changed, r.unchanged, r.failed_ops, reason) for h, r in runs.items()}
+        return DeployRun(runs, tail)
+    return DeployRun(runs)  # the results name each failure: no log lines needed
+
+
+# --- Drift: `pyinfra --dry --json` plus the deploy's drift records --------------------------------
+
+RECORD_KINDS = ("checked", "file", "state", "invalid")
+
+
+@dataclass(frozen=True)
+class DriftEntry:
+    """One thing that differs on a host. `kind` is a record's kind ("file", "state",
+    "invalid"), or "operation" for an operation of the plan that no record explains."""
+
+    kind: str
+    subject: str
+    detail: str
+    operation: str
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "kind": self.kind,
+            "subject": self.subject,
+            "detail": self.detail,
+            "operation": self.operation,
+        }
+
+
+@dataclass
+class DriftRecords:
+    """What the deploy wrote to PROXY_DEPLOY_DRIFT_FILE."""
+
+    checked: set[str] = field(default_factory=set)
+    entries: dict[str, list[DriftEntry]] = field(default_factory=dict)  # host -> records
+    problems: list[str] = field(default_factory=list)  # unreadable lines
+
+
+def parse_drift_records(text: str) -> DriftRecords:
+    """One JSON object per line: {"host", "kind"[, "subject", "detail", "operation"]}. A line we
+    cannot read is a problem reported as an error, never skipped quietly."""
+    records = DriftRecords()
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as e:
+            records.problems.append(f"{DRIFT_FILE_ENV} line {number}: not JSON ({e.msg})")
+            continue
+        host = value.get("host") if isinstance(value, dict) else None
+        kind = value.get("kind") if isinstance(value, dict) else None
+        if not isinstance(host, str) or kind not in RECORD_KINDS:
+            records.problems.append(
+                f'{DRIFT_FILE_ENV} line {number}: expected an object with a "host" and a '
+                f'"kind" among {", ".join(RECORD_KINDS)}: {line.strip()[:200]}'
+            )
+            continue
+        if kind == "checked":
+            records.checked.add(host)
+            continue
+        texts = [value.get(key) for key in ("subject", "detail", "operation")]
+        subject, detail, operation = (t if isinstance(t, str) else "" for t in texts)
+        records.entries.setdefault(host, []).append(DriftEntry(kind, subject, detail, operation))
+    return records
 
 
 @dataclass
 class DryRun:
-    """The result of `pyinfra --dry --json` over some hosts."""
+    """The result of a drift check over some hosts."""
 
     hosts: list[str]
-    changes: dict[str, list[str]] = field(default_factory=dict)  # host -> operations
-    conditional: dict[str, list[str]] = field(default_factory=dict)
-    not_checked: dict[str, str] = field(default_factory=dict)  # host -> why (unreachable, ...)
-    error: str | None = None  # the dry run itself failed
+    drift: dict[str, list[DriftEntry]] = field(default_factory=dict)  # host -> what differs
+    not_checked: dict[str, str] = field(default_factory=dict)  # host -> why
+    error: str | None = None  # the dry run itself failed or its output was unreadable
 
     @property
     def drifted(self) -> list[str]:
-        return [h for h in self.hosts if self.changes.get(h)]
+        return [h for h in self.hosts if self.drift.get(h)]
 
     @property
     def in_step(self) -> list[str]:
-        return [
-            h
-            for h in self.hosts
-            if not self.changes.get(h) and h not in self.not_checked and not self.error
-        ]
+        if self.error:
+            return []
+        return [h for h in self.hosts if not self.drift.get(h) and h not in self.not_checked]
+
+    @property
+    def repair_would_fail(self) -> list[str]:
+        return [h for h in self.drifted if any(e.kind == "invalid" for e in self.drift[h])]
 
 
-def parse_dry_run(
-    hosts: Sequence[str], returncode: int, stdout: str, log_lines: Sequence[str]
-) -> DryRun:
+def planned_changes(plan: list) -> dict[str, list[tuple[str, set[str]]]]:
+    """host -> the operations (name, all its names) that list it in "hosts_with_change".
+    "hosts_with_conditional_change" (operations behind `_if=`) is deliberately not read."""
+    changes: dict[str, list[tuple[str, set[str]]]] = {}
+    for op in plan:
+        if not isinstance(op, dict):
+            raise ValueError("an operation of the plan is not an object")
+        for host in _host_list(op, "hosts_with_change"):
+            changes.setdefault(host, []).append((_op_name(op), _op_names(op)))
+    return changes
+
+
+def _explained(names: set[str], recorded: set[str]) -> bool:
+    """Whether a record explains an operation: its `operation` is the operation's name or a
+    part of it (a task records "Reload nginx" for "Reload nginx until it runs ...", and pyinfra
+    prefixes names with the deploy's: "Configure nginx ... | Reload nginx ...")."""
+    return any(text in name for text in recorded for name in names)
+
+
+def parse_dry_run(hosts: Sequence[str], returncode: int, stdout: str, drift_text: str) -> DryRun:
+    """Combine pyinfra's plan and the deploy's records. A host drifted when it has a record or
+    an operation would change it; an operation no record explains is reported by its name."""
     result = DryRun(hosts=list(hosts))
-    facts = parse_log(log_lines)
-    for host in hosts:
-        if host in facts.unreachable:
-            result.not_checked[host] = f"could not connect ({facts.unreachable[host]})"
-        elif host in facts.op_errors:
-            result.not_checked[host] = facts.describe_error(host)
+    records = parse_drift_records(drift_text)
+    errors = list(records.problems)
     payload = find_json_object(stdout)
-    if payload is None or not isinstance(payload.get("plan"), list):
-        why = facts.fatal or f"pyinfra exited {returncode} without its JSON plan"
-        result.error = why
-        return result
-    for op in payload["plan"]:
-        name = op.get("name") or ", ".join(op.get("names") or []) or op.get("op_hash", "?")
-        for host in op.get("hosts_with_change") or []:
-            result.changes.setdefault(host, []).append(name)
-        for host in op.get("hosts_with_conditional_change") or []:
-            result.conditional.setdefault(host, []).append(name)
-    if returncode != 0 and not result.not_checked:
-        result.error = facts.fatal or f"pyinfra exited {returncode} (see its output above)"
+    plan = payload.get("plan") if payload else None
+    changes: dict[str, list[tuple[str, set[str]]]] = {}
+    if not isinstance(plan, list):
+        errors.insert(0, f"pyinfra exited {returncode} without its JSON plan")
+    else:
+        try:
+            changes = planned_changes(plan)
+        except ValueError as e:
+            errors.insert(0, f"pyinfra's plan is unreadable ({e})")
+    for host in hosts:
+        entries = list(records.entries.get(host, []))
+        recorded = {e.operation for e in entries if e.operation}
+        for name, names in changes.get(host, []):
+            if not _explained(names | {name}, recorded):
+                detail = "would change something (no detail recorded)"
+                entries.append(DriftEntry("operation", name, detail, name))
+        if entries:
+            result.drift[host] = entries
+        if host not in records.checked:
+            result.not_checked[host] = (
+                "the deploy did not plan it (unreachable, or it failed before planning: see "
+                "pyinfra's output above)"
+            )
+    if records.checked.isdisjoint(hosts) and isinstance(plan, list) and result.hosts:
+        errors.append(
+            f"no host was marked as checked in {DRIFT_FILE_ENV}: does this deploy.py write its "
+            "drift records (tasks/drift.py)?"
+        )
+    if returncode != 0 and not errors and not result.not_checked:
+        errors.append(f"pyinfra exited {returncode} (see its output above)")
+    result.error = "; ".join(errors) or None
     return result
+
+
+def _indented(text: str, prefix: str = "    ") -> list[str]:
+    lines = text.rstrip("\n").splitlines() or ["(empty)"]
+    if len(lines) > DIFF_LINES_SHOWN:
+        hidden = len(lines) - DIFF_LINES_SHOWN
+        lines = [*lines[:DIFF_LINES_SHOWN], f"... {hidden} more line(s) in drift-report.json"]
+    return [prefix + line for line in lines]
+
+
+def describe_entry(entry: DriftEntry) -> list[str]:
+    """An entry as report lines: what differs first, then the evidence, indented."""
+    if entry.kind == "invalid":
+        return [f"  REPAIR WOULD FAIL VALIDATION ({entry.subject}):", *_indented(entry.detail)]
+    if entry.kind == "operation":
+        return [f"  operation '{entry.operation}' {entry.detail}"]
+    if "\n" in entry.detail.rstrip("\n"):  # a diff: "differs", then the diff itself
+        return [f"  {entry.kind} {entry.subject}: differs", *_indented(entry.detail)]
+    return [f"  {entry.kind} {entry.subject}: {entry.detail.strip() or 'differs'}"]
 
 
 def format_drift_report(
@@ -553,7 +793,7 @@ def format_drift_report(
     now = now or datetime.now(UTC)
     out = [
         f"{title} ({now:%Y-%m-%d %H:%M} UTC)",
-        f"Command: {shlex.join(command)}",
+        f"Command: {DRIFT_FILE_ENV}=<temporary file> {shlex.join(command)}",
         f"Hosts: {len(dry.hosts)} ({', '.join(dry.hosts)})",
         "",
     ]
@@ -567,13 +807,17 @@ def format_drift_report(
         out.append("RESULT: NOT CHECKED - the dry run did not cover every host (see below).")
     else:
         out.append("RESULT: IN STEP - no host would be changed by the deploy.")
+    if dry.repair_would_fail:
+        out.append(
+            f"REPAIR WOULD FAIL VALIDATION on {', '.join(dry.repair_would_fail)}: "
+            "the desired configuration is refused by its checker; fix it before repairing."
+        )
     for host in drifted:
-        ops = dry.changes[host]
-        out += ["", f"{host}: {len(ops)} operation(s) would change something"]
-        out += [f"  - {op}" for op in ops]
-        if dry.conditional.get(host):
-            out.append("  and, because of those, possibly:")
-            out += [f"  - {op}" for op in dry.conditional[host]]
+        entries = dry.drift[host]
+        loud = " - REPAIR WOULD FAIL VALIDATION" if host in dry.repair_would_fail else ""
+        out += ["", f"{host}: {len(entries)} difference(s){loud}"]
+        for entry in entries:
+            out += describe_entry(entry)
     if dry.not_checked:
         out += ["", "Not checked:"]
         out += [f"  {h}: {why}" for h, why in dry.not_checked.items()]
@@ -585,7 +829,7 @@ def format_drift_report(
         out += [
             "",
             "To repair: `make drift-repair` (or the drift:repair job) re-runs the deploy on the",
-            "drifted hosts, one batch at a time with the health gate, then checks them again.",
+            "drifted hosts, in batches with the health gate, then checks them again.",
         ]
     return "\n".join(out) + "\n"
 
@@ -595,7 +839,7 @@ def drift_json(dry: DryRun) -> dict:
     return {
         "status": status,
         "hosts": dry.hosts,
-        "drifted": {h: dry.changes[h] for h in dry.drifted},
+        "drifted": {h: [e.as_json() for e in dry.drift[h]] for h in dry.drifted},
         "not_checked": dry.not_checked,
         "error": dry.error,
     }
@@ -604,9 +848,12 @@ def drift_json(dry: DryRun) -> dict:
 # --- Running pyinfra ------------------------------------------------------------------------------
 
 
-def run_streaming(cmd: Sequence[str]) -> tuple[int, str, list[str]]:
-    """Run `cmd`; its stderr (pyinfra's log) goes on to ours as it comes and is also kept."""
-    env = {**os.environ, "PYINFRA_PROGRESS": "off"}
+def run_streaming(
+    cmd: Sequence[str], extra_env: Mapping[str, str] | None = None
+) -> tuple[int, str, list[str]]:
+    """Run `cmd`; its stderr (pyinfra's log) goes on to ours as it comes. Returns the exit code,
+    stdout, and the last lines of stderr (for the human: never read for a decision)."""
+    env = {**os.environ, "PYINFRA_PROGRESS": "off", **(extra_env or {})}
     proc = subprocess.Popen(
         list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
@@ -614,12 +861,13 @@ def run_streaming(cmd: Sequence[str]) -> tuple[int, str, list[str]]:
     stdout_parts: list[str] = []
     reader = threading.Thread(target=lambda: stdout_parts.append(proc.stdout.read()), daemon=True)
     reader.start()
-    lines = []
+    tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     for line in proc.stderr:
         sys.stderr.write(line)
-        lines.append(line.rstrip("\n"))
+        if line.strip():
+            tail.append(line.rstrip("\n"))
     reader.join()
-    return proc.wait(), "".join(stdout_parts), lines
+    return proc.wait(), "".join(stdout_parts), list(tail)
 
 
 def deploy_command(settings: Settings, hosts: Sequence[str]) -> list[str]:
@@ -633,15 +881,23 @@ def dry_run_command(settings: Settings, limits: Sequence[str]) -> list[str]:
     return [*settings.pyinfra, "--dry", "--json", settings.inventory, settings.deploy_file, *args]
 
 
-def pyinfra_deploy(settings: Settings, hosts: Sequence[Host]) -> dict[str, str]:
+def pyinfra_deploy(settings: Settings, hosts: Sequence[Host]) -> DeployRun:
     names = [h.name for h in hosts]
-    rc, stdout, lines = run_streaming(deploy_command(settings, names))
-    return deploy_failures(names, rc, stdout, lines)
+    rc, stdout, tail = run_streaming(deploy_command(settings, names))
+    return parse_deploy_results(names, rc, stdout, tail)
 
 
 def pyinfra_dry_run(settings: Settings, hosts: Sequence[Host], limits: Sequence[str]) -> DryRun:
-    rc, stdout, lines = run_streaming(dry_run_command(settings, limits))
-    return parse_dry_run([h.name for h in hosts], rc, stdout, lines)
+    """The dry run, with PROXY_DEPLOY_DRIFT_FILE pointing at a fresh temporary file the deploy
+    appends its records to; the file is removed once read."""
+    fd, path = tempfile.mkstemp(prefix="drift-", suffix=".jsonl")
+    os.close(fd)
+    try:
+        rc, stdout, _ = run_streaming(dry_run_command(settings, limits), {DRIFT_FILE_ENV: path})
+        drift_text = Path(path).read_text(encoding="utf-8", errors="replace")
+    finally:
+        Path(path).unlink(missing_ok=True)
+    return parse_dry_run([h.name for h in hosts], rc, stdout, drift_text)
 
 
 # --- The rollout ----------------------------------------------------------------------------------
@@ -650,28 +906,69 @@ def pyinfra_dry_run(settings: Settings, hosts: Sequence[Host], limits: Sequence[
 @dataclass
 class RolloutResult:
     healthy: list[str] = field(default_factory=list)  # deployed and through the gate
-    failed_host: str | None = None
-    reason: str = ""
-    unchecked: list[str] = field(default_factory=list)  # deployed in the failed batch, not gated
+    failed: dict[str, str] = field(default_factory=dict)  # host -> why, in the order they failed
+    unchecked: list[str] = field(default_factory=list)  # deployed in the stopping batch, not gated
     untouched: list[str] = field(default_factory=list)
+    stopped_at: str | None = None  # the host whose failure stopped the rollout
+    stop_reason: str = ""  # why that failure was one too many
 
     @property
     def ok(self) -> bool:
-        return self.failed_host is None
+        return not self.failed
 
-    def abort_message(self) -> str:
-        lines = [
-            f"ROLLOUT ABORTED at {self.failed_host}: {self.reason}",
-            f"  deployed and healthy: {', '.join(self.healthy) or '-'}",
-        ]
+    def summary(self) -> str:
+        """What an operator needs after a failure: where it stopped and why, then every host."""
+        if self.stopped_at:
+            lines = [f"ROLLOUT ABORTED at {self.stopped_at}: {self.failed[self.stopped_at]}"]
+            if self.stop_reason:
+                lines.append(f"  {self.stop_reason}")
+        else:
+            lines = [
+                f"ROLLOUT FINISHED WITH FAILURES: {len(self.failed)} host(s) failed "
+                "(within --max-fail-percent, so the rollout went on)"
+            ]
+        lines.append("  failed:")
+        lines += [f"    {host}: {why}" for host, why in self.failed.items()]
+        lines.append(f"  deployed and healthy: {', '.join(self.healthy) or '-'}")
         if self.unchecked:
             lines.append(f"  deployed in the same batch, not checked: {', '.join(self.unchecked)}")
         lines.append(f"  untouched: {', '.join(self.untouched) or '-'}")
         return "\n".join(lines)
 
 
-DeployFn = Callable[[Sequence[Host]], dict[str, str]]
+def too_many_failures(failed: int, batch_size: int, max_fail_percent: int) -> bool:
+    """More than `max_fail_percent` of the batch failed (0: any failure is too many)."""
+    return failed * 100 > max_fail_percent * batch_size
+
+
+DeployFn = Callable[[Sequence[Host]], DeployRun]
 GateFn = Callable[[Host], HealthResult]
+
+
+@dataclass
+class _BatchFailures:
+    """One batch's failures, counted against the tolerance as they come."""
+
+    result: RolloutResult
+    label: str  # "batch 2/4"
+    size: int
+    max_fail_percent: int
+    log: Callable[[str], None]
+    count: int = 0
+
+    def fail(self, host: str, reason: str) -> bool:
+        """Record a failure; True when it is one too many: the rollout stops here."""
+        self.result.failed[host] = reason
+        self.count += 1
+        self.log(f"    {host}: FAILED: {reason}")
+        if not too_many_failures(self.count, self.size, self.max_fail_percent):
+            return False
+        self.result.stopped_at = host
+        self.result.stop_reason = (
+            f"{self.label}: {self.count} of {self.size} host(s) failed, more than the "
+            f"{self.max_fail_percent}% tolerated (--max-fail-percent / ROLLOUT_MAX_FAIL_PERCENT)"
+        )
+        return True
 
 
 def roll_out(
@@ -679,37 +976,47 @@ def roll_out(
     *,
     deploy: DeployFn,
     gate: GateFn,
+    max_fail_percent: int = 0,
     log: Callable[[str], None] = print,
 ) -> RolloutResult:
-    """Deploy batch by batch; after each batch every host must pass the gate, in order.
-    Stops at the first failure: later batches are not touched."""
+    """Deploy batch by batch; after each batch its deployed hosts go through the gate, in order.
+    When the failures of one batch exceed `max_fail_percent` of it, stop there: the rest of the
+    batch is not gated and later batches are not touched."""
     result = RolloutResult()
     for index, batch in enumerate(batches):
         names = [h.name for h in batch]
         later = [h.name for b in batches[index + 1 :] for h in b]
-        log(f"==> batch {index + 1}/{len(batches)}: deploying {', '.join(names)}")
-        failures = deploy(batch)
-        failed = [h.name for h in batch if h.name in failures]
-        if failed:
-            result.failed_host = failed[0]
-            result.reason = f"deploy failed: {failures[failed[0]]}"
-            result.reason += "".join(f"; {h} also failed: {failures[h]}" for h in failed[1:])
-            result.unchecked = [h.name for h in batch if h.name not in failures]
-            result.untouched = later
-            return result
-        for position, host in enumerate(batch):
-            health = gate(host)
-            if not health.ok:
-                result.failed_host = host.name
-                result.reason = (
-                    f"health gate failed after {health.attempts} attempt(s): "
-                    + "; ".join(health.details)
-                )
-                result.unchecked = [h.name for h in batch[position + 1 :]]
+        label = f"batch {index + 1}/{len(batches)}"
+        log(f"==> {label}: deploying {', '.join(names)}")
+        failures = _BatchFailures(result, label, len(batch), max_fail_percent, log)
+        run = deploy(batch)
+        missing = HostRun(failure="pyinfra gave no result for it")
+        runs = {name: run.hosts.get(name, missing) for name in names}
+        deployed = [h for h in batch if runs[h.name].failure is None]
+        for host in deployed:
+            log(f"    {host.name}: deployed: {runs[host.name].summary()}")
+        if run.log_tail:
+            log("    pyinfra's last lines (its whole log is above):")
+            log("\n".join(f"      {line}" for line in run.log_tail))
+        for name in names:
+            why = runs[name].failure
+            if why and failures.fail(name, f"deploy failed: {why}"):
+                result.unchecked = [h.name for h in deployed]
                 result.untouched = later
                 return result
-            log(f"    {host.name}: healthy ({'; '.join(health.details)})")
-            result.healthy.append(host.name)
+        for position, host in enumerate(deployed):
+            health = gate(host)
+            if health.ok:
+                log(f"    {host.name}: healthy ({'; '.join(health.details)})")
+                result.healthy.append(host.name)
+                continue
+            reason = f"health gate failed after {health.attempts} attempt(s): " + "; ".join(
+                health.details
+            )
+            if failures.fail(host.name, reason):
+                result.unchecked = [h.name for h in deployed[position + 1 :]]
+                result.untouched = later
+                return result
     return result
 
 
@@ -734,7 +1041,10 @@ class Output:
 
 
 def _describe_plan(settings: Settings, batches: Sequence[Sequence[Host]], out: Output) -> None:
-    out("Dry: nothing is deployed. The rollout would run, stopping at the first failure:")
+    out(
+        "Dry: nothing is deployed. The rollout would run, stopping when more than "
+        f"{settings.max_fail_percent}% of a batch fails:"
+    )
     for i, batch in enumerate(batches, 1):
         out(f"  batch {i}: {shlex.join(deploy_command(settings, [h.name for h in batch]))}")
         for host in batch:
@@ -749,7 +1059,7 @@ def _finish_rollout(result: RolloutResult, out: Output) -> int:
     if result.ok:
         out(f"ROLLOUT DONE: deployed and healthy: {', '.join(result.healthy) or '-'}")
         return EXIT_OK
-    out.error(result.abort_message())
+    out.error(result.summary())
     return EXIT_FAILED
 
 
@@ -758,9 +1068,21 @@ class Actions:
     """The side effects, replaceable in tests."""
 
     load_hosts: Callable[[Settings], list[Host]] = load_hosts
-    deploy: Callable[[Settings, Sequence[Host]], dict[str, str]] = pyinfra_deploy
+    deploy: Callable[[Settings, Sequence[Host]], DeployRun] = pyinfra_deploy
     dry_run: Callable[[Settings, Sequence[Host], Sequence[str]], DryRun] = pyinfra_dry_run
     gate: Callable[[Host, Settings], HealthResult] = lambda host, s: health_gate(host, s)
+
+
+def _roll_out(
+    settings: Settings, actions: Actions, batches: list[list[Host]], out: Output
+) -> RolloutResult:
+    return roll_out(
+        batches,
+        deploy=lambda batch: actions.deploy(settings, batch),
+        gate=lambda host: actions.gate(host, settings),
+        max_fail_percent=settings.max_fail_percent,
+        log=out,
+    )
 
 
 def cmd_rollout(mode: str, settings: Settings, actions: Actions, out: Output) -> int:
@@ -769,8 +1091,13 @@ def cmd_rollout(mode: str, settings: Settings, actions: Actions, out: Output) ->
     if mode == "canary":
         batches = [[canary]]
     else:
-        batches = plan_batches(hosts, canary, settings.batch_size, with_canary=(mode == "deploy"))
-    out(f"{mode}: {len(hosts)} proxies, canary {canary.name}, batch size {settings.batch_size}")
+        batches = plan_batches(hosts, canary, settings.batches, with_canary=(mode == "deploy"))
+    out(
+        f"{mode}: {len(hosts)} proxies, canary {canary.name}, "
+        f"batches {describe_batches(settings.batches)} "
+        f"({', '.join(str(len(b)) for b in batches) or 'none'}), "
+        f"max fail {settings.max_fail_percent}% per batch"
+    )
     if settings.dry:
         if mode == "fleet":
             out(f"  first: gate the canary {canary.name} (it must already be healthy)")
@@ -780,22 +1107,18 @@ def cmd_rollout(mode: str, settings: Settings, actions: Actions, out: Output) ->
         health = actions.gate(canary, settings)
         if not health.ok:
             result = RolloutResult(
-                failed_host=canary.name,
-                reason="the canary is not healthy, so the fleet is not started: "
-                + "; ".join(health.details),
+                failed={
+                    canary.name: "the canary is not healthy, so the fleet is not started: "
+                    + "; ".join(health.details)
+                },
                 untouched=[h.name for b in batches for h in b],
+                stopped_at=canary.name,
             )
             return _finish_rollout(result, out)
         out(f"canary {canary.name} is healthy; rolling out to the rest")
         if not batches:
             out("no other proxy to deploy")
-    result = roll_out(
-        batches,
-        deploy=lambda batch: actions.deploy(settings, batch),
-        gate=lambda host: actions.gate(host, settings),
-        log=out,
-    )
-    return _finish_rollout(result, out)
+    return _finish_rollout(_roll_out(settings, actions, batches, out), out)
 
 
 def cmd_verify(settings: Settings, actions: Actions, out: Output) -> int:
@@ -856,20 +1179,15 @@ def cmd_repair(settings: Settings, actions: Actions, out: Output) -> int:
         out("Nothing to repair.")
         _write_drift_report(settings, before, report)
         return _drift_exit(before)
-    batches = plan_batches(drifted, drifted[0], settings.batch_size)
+    batches = plan_batches(drifted, drifted[0], settings.batches)
     if settings.dry:
         _describe_plan(settings, batches, out)
         _write_drift_report(settings, before, report)
         return EXIT_DRIFT
-    result = roll_out(
-        batches,
-        deploy=lambda batch: actions.deploy(settings, batch),
-        gate=lambda host: actions.gate(host, settings),
-        log=out,
-    )
+    result = _roll_out(settings, actions, batches, out)
     code = _finish_rollout(result, out)
     if code != EXIT_OK:
-        _write_drift_report(settings, before, report + "\n" + result.abort_message() + "\n")
+        _write_drift_report(settings, before, report + "\n" + result.summary() + "\n")
         return code
     names = [h.name for h in drifted]
     after = actions.dry_run(settings, drifted, names)
@@ -898,13 +1216,22 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m tools.rollout",
         description="Canary-first, health-gated rollout of deploy.py to the proxies; "
         "verify; drift detection and repair.",
-        epilog="Exit codes: 0 ok, 1 a host failed (rollout stopped), 2 bad usage, "
-        "3 drift, 4 could not work (inventory, pyinfra, unreachable host).",
+        epilog="Exit codes: 0 ok, 1 a host failed, 2 bad usage, "
+        "3 drift, 4 could not work (inventory, pyinfra, a host not checked).",
     )
     parser.add_argument("mode", nargs="?", default="deploy", choices=MODES, help="default: deploy")
     parser.add_argument("--inventory", help=f"pyinfra inventory (default {DEFAULT_INVENTORY})")
     parser.add_argument("--canary", help="canary host name (default: the first proxy)")
-    parser.add_argument("--batch-size", help="hosts per batch after the canary (default 1)")
+    parser.add_argument(
+        "--batches",
+        help="batch sizes, counts or percentages of all the hosts, the last one repeating "
+        "(default 1,1; e.g. 1,25%%,100%%)",
+    )
+    parser.add_argument("--batch-size", help="N: the same as --batches 1,N")
+    parser.add_argument(
+        "--max-fail-percent",
+        help="stop when more than this percentage of a batch failed (0-100, default 0)",
+    )
     parser.add_argument("--dry", action="store_true", help="print the plan; deploy nothing")
     parser.add_argument("--report", help="also write the output (drift: the report) to FILE")
     parser.add_argument("--health-port", help=f"port of the health checks (default {HEALTH_PORT})")
