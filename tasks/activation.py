@@ -32,6 +32,7 @@ from pyinfra.api.util import get_template
 from pyinfra.facts.files import Sha1File
 
 from tasks import drift
+from tasks.facts import Sha1Files, fact
 
 STATE_DIR = "/var/lib/proxy-deploy"
 ACTIVE_DIR = f"{STATE_DIR}/active"
@@ -66,7 +67,7 @@ def fingerprint(files: dict[str, str]) -> str:
 
 def recorded(label: str) -> str | None:
     """The fingerprint LABEL's service was last activated with, if any."""
-    return (host.get_fact(ActivationRecords) or {}).get(label)
+    return (fact(ActivationRecords) or {}).get(label)
 
 
 def record_command(label: str, value: str) -> str:
@@ -75,13 +76,26 @@ def record_command(label: str, value: str) -> str:
     return f"mkdir -p {ACTIVE_DIR} && echo {quote(value)} > {path}.new && mv -f {path}.new {path}"
 
 
+# Every file the deploy manages, registered by the task modules as they are imported (`manages`):
+# their hashes come in one command for the whole host.
+MANAGED_FILES: list[str] = []
+
+
+def manages(*paths: str) -> None:
+    """Register PATHS as files the deploy installs (before any deploy function runs)."""
+    MANAGED_FILES.extend(p for p in paths if p not in MANAGED_FILES)
+
+
+def live_sha1(path: str) -> str | None:
+    """sha1 of the live file at PATH, None when it does not exist."""
+    if path in MANAGED_FILES:
+        return fact(Sha1Files, paths=tuple(MANAGED_FILES)).get(path)
+    return fact(Sha1File, path=path)
+
+
 def differing(files: dict[str, str]) -> dict[str, str]:
     """The FILES (path -> desired content) whose live content differs."""
-    return {
-        path: content
-        for path, content in files.items()
-        if host.get_fact(Sha1File, path=path) != sha1(content)
-    }
+    return {path: content for path, content in files.items() if live_sha1(path) != sha1(content)}
 
 
 @operation()
@@ -244,7 +258,7 @@ def install_file(path: str, content: str, mode: str = "644"):
     + content: full file content
     + mode: permissions
     """
-    if host.get_fact(Sha1File, path=path) == sha1(content):
+    if live_sha1(path) == sha1(content):
         host.noop(f"{path} is up to date")
         return
     drift.file_differs(path, content, f"Install {path}")

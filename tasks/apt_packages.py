@@ -12,12 +12,13 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt
 
 from tasks import drift
+from tasks.facts import fact
 
 
 def ensure_installed(packages: Iterable[str], name: str) -> None:
     """Install the PACKAGES that are missing, after one refresh of the package lists; nothing
     (not even the refresh) when every one is installed."""
-    installed = host.get_fact(DebPackages) or {}
+    installed = fact(DebPackages) or {}
     missing = [p for p in packages if p not in installed]
     if not missing:
         host.noop("every package the proxy needs is installed")

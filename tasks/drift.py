@@ -25,7 +25,8 @@ import os
 
 from pyinfra import host, logger
 from pyinfra.facts.files import FileContents
-from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
+
+from tasks.facts import fact
 
 DRIFT_FILE_ENV = "PROXY_DEPLOY_DRIFT_FILE"
 
@@ -45,7 +46,7 @@ def file_differs(path: str, desired: str, operation: str) -> None:
     reading the live content is one more round trip per drifted file)."""
     if not checking():
         return
-    live = host.get_fact(FileContents, path=path)
+    live = fact(FileContents, path=path)
     if live is None:
         detail = f"missing on the host (the deploy would create it, {len(desired)} bytes)"
     else:
@@ -102,22 +103,3 @@ def _write(record: dict[str, str]) -> None:
     # One short append per record: lines from hosts prepared concurrently never interleave.
     with open(path, "a", encoding="utf-8") as out:
         out.write(json.dumps(record) + "\n")
-
-
-def service_differs(unit: str, running: bool | None, enabled: bool | None, operation: str) -> None:
-    """One line per way UNIT's live state is not the wanted one (None: either is fine). Reads
-    the stock systemd facts pyinfra's systemd.service reads: no extra round trip."""
-    name = unit if "." in unit else f"{unit}.service"
-    now_running = bool((host.get_fact(SystemdStatus) or {}).get(name))
-    now_enabled = bool((host.get_fact(SystemdEnabled) or {}).get(name))
-    if running is not None and now_running != running:
-        state_differs(unit, _should("active", now_running, running), operation)
-    if enabled is not None and now_enabled != enabled:
-        state_differs(unit, _should("enabled at boot", now_enabled, enabled), operation)
-
-
-def _should(what: str, now: bool, wanted: bool) -> str:
-    def said(value: bool) -> str:
-        return what if value else f"not {what}"
-
-    return f"{said(now)}, should be {said(wanted)}"

@@ -17,13 +17,23 @@ from pyinfra import host
 from pyinfra.api import deploy, operation
 from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.server import Command
-from pyinfra.operations import systemd
 
 from tasks import drift
-from tasks.activation import ACTIVE_DIR, STATE_DIR, install_validated, recorded, render, sha1
+from tasks.activation import (
+    ACTIVE_DIR,
+    STATE_DIR,
+    install_validated,
+    manages,
+    recorded,
+    render,
+    sha1,
+)
+from tasks.facts import fact
 from tasks.settings import for_host, ssh_port_of
+from tasks.units import service_state
 
 RULESET = "/etc/nftables.conf"
+manages(RULESET)
 TABLE = "inet proxy_firewall"
 PACKAGES = ("nftables",)
 # sha1 of the live table (`-s`: without counters, which change with every packet).
@@ -46,8 +56,7 @@ def configure_firewall() -> None:
         mode="755",
     )
     _load(ruleset, sha1(content))
-    drift.service_differs("nftables", running=None, enabled=True, operation="Enable nftables")
-    systemd.service(name="Enable nftables at boot", service="nftables", enabled=True)
+    service_state(name="Enable nftables at boot", unit="nftables", enabled=True)
 
 
 def _load(installed: OperationMeta, ruleset_sha1: str) -> None:
@@ -58,7 +67,7 @@ def _load(installed: OperationMeta, ruleset_sha1: str) -> None:
     if installed.will_change:
         ruleset_loaded(name=name, ruleset_sha1=ruleset_sha1, _if=installed.did_change)
         return
-    live = (host.get_fact(Command, command=LIST_TABLE) or "").strip()
+    live = (fact(Command, command=LIST_TABLE) or "").strip()
     loaded_file, _, loaded_table = (recorded("firewall") or "").partition(" ")
     if (loaded_file, loaded_table) == (ruleset_sha1, live):
         host.noop(f"{TABLE} is loaded as deployed")

@@ -18,15 +18,16 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import File
 from pyinfra.operations import systemd
 
-from tasks import drift
-from tasks.activation import TEMPLATES, install_file, render
+from tasks.activation import TEMPLATES, install_file, manages, render
+from tasks.facts import fact
 from tasks.settings import for_host, instance_identity
-from tasks.units import install_units
+from tasks.units import install_units, service_state
 
 UNIT = "proxy-log-shipping"
 UNIT_DIR = "/etc/systemd/system"
 SCRIPT = "/usr/local/lib/proxy-deploy/ship-logs"
 ENV_FILE = "/etc/default/proxy-log-shipping"
+manages(SCRIPT, ENV_FILE, *(f"{UNIT_DIR}/{UNIT}.{kind}" for kind in ("service", "timer")))
 # The uploader's S3 client, installed only where log_bucket is set.
 PACKAGES = ("python3-boto3",)
 
@@ -35,7 +36,7 @@ PACKAGES = ("python3-boto3",)
 def ship_logs() -> None:
     settings = for_host(host)
     if not settings.log_bucket:
-        if host.get_fact(File, path=f"{UNIT_DIR}/{UNIT}.timer"):
+        if fact(File, path=f"{UNIT_DIR}/{UNIT}.timer"):
             systemd.service(
                 name=f"Stop and disable {UNIT}.timer (log_bucket is empty)",
                 service=f"{UNIT}.timer",
@@ -65,12 +66,9 @@ def ship_logs() -> None:
         },
         "log shipping",
     )
-    drift.service_differs(
-        f"{UNIT}.timer", running=True, enabled=True, operation=f"Run {UNIT}.timer hourly"
-    )
-    systemd.service(
+    service_state(
         name=f"Run {UNIT}.timer hourly, from boot",
-        service=f"{UNIT}.timer",
+        unit=f"{UNIT}.timer",
         running=True,
         enabled=True,
     )

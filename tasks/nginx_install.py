@@ -23,6 +23,7 @@ from pyinfra.operations.util import any_changed
 
 from tasks.activation import TEMPLATES
 from tasks.apt_packages import ensure_installed
+from tasks.facts import fact
 from tasks.settings import (
     NGINX_ORG_KEY_FINGERPRINTS,
     NGINX_ORG_KEY_URL,
@@ -46,7 +47,7 @@ def nginx_org_repository() -> None:
     `resolve` on upstream servers needs 1.27.3+). The signing keys are downloaded once and
     installed only if their fingerprints are exactly the ones nginx.org documents; until they
     are, apt refuses the repository (signed-by), so nothing unverified is ever installed."""
-    distro = host.get_fact(LinuxDistribution)
+    distro = fact(LinuxDistribution)
     meta = distro["release_meta"]
     ensure_installed(
         ["gnupg", "ca-certificates", "curl"],
@@ -66,7 +67,7 @@ def nginx_org_repository() -> None:
         dest="/etc/apt/preferences.d/90-nginx-org",
     )
     key = None
-    if not host.get_fact(File, path=NGINX_ORG_KEYRING):
+    if not fact(File, path=NGINX_ORG_KEYRING):
         key = server.shell(
             name=f"Install nginx.org's signing keys at {NGINX_ORG_KEYRING} (fingerprints checked)",
             commands=[fetch_checked_key_command()],

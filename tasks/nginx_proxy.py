@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 from pyinfra import host
 from pyinfra.api import FactBase, deploy
-from pyinfra.operations import files, systemd
+from pyinfra.operations import files
 
-from tasks import drift
-from tasks.activation import activate, install_validated, render
+from tasks.activation import activate, install_validated, manages, render
+from tasks.facts import fact
 from tasks.settings import (
     Settings,
     backends,
@@ -35,6 +35,7 @@ from tasks.settings import (
     inventory_backend_addresses,
     nginx_template_vars,
 )
+from tasks.units import service_state
 
 # The distribution's package enables a demo site on port 80 (a symlink), nginx.org's ships one
 # in conf.d. Our nginx.conf loads neither, but a later hand edit must not bring them back.
@@ -43,6 +44,7 @@ DEFAULT_SITE_FILE = "/etc/nginx/conf.d/default.conf"
 # Versions before the one-file layout kept the proxy here; nothing includes it any more.
 OLD_PROXY_FILE = "/etc/nginx/conf.d/proxy.conf"
 NGINX_CONF = "/etc/nginx/nginx.conf"
+manages(NGINX_CONF)
 
 
 @deploy("Configure nginx as a retrying reverse proxy")
@@ -62,12 +64,8 @@ def configure_proxy() -> None:
         tree="/etc/nginx",
         label="nginx",
     )
-    drift.service_differs("nginx", running=True, enabled=True, operation="Keep nginx running")
-    systemd.service(
-        name="Keep nginx running and enabled at boot",
-        service="nginx",
-        running=True,
-        enabled=True,
+    service_state(
+        name="Keep nginx running and enabled at boot", unit="nginx", running=True, enabled=True
     )
     activate(
         name="Reload nginx until it runs the deployed configuration, then check /healthz",
@@ -76,7 +74,7 @@ def configure_proxy() -> None:
         commands=["systemctl reload-or-restart nginx", health_check_command(settings)],
         subject="nginx",
         installed=config,
-        live_drift=host.get_fact(NginxLoaded).drift(NGINX_CONF),
+        live_drift=fact(NginxLoaded).drift(NGINX_CONF),
     )
     files.file(
         name=f"Remove {OLD_PROXY_FILE} (now part of nginx.conf)", path=OLD_PROXY_FILE, present=False

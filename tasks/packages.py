@@ -16,12 +16,14 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.systemd import SystemdEnabled
-from pyinfra.operations import apt, systemd
+from pyinfra.operations import apt
 
 from tasks import drift, firewall, log_shipping, nginx_install, updates
 from tasks.apt_packages import ensure_installed
+from tasks.facts import fact
 from tasks.hardening_defaults import PACKAGES_NOT_ON_A_PROXY, SERVICES_NOT_ON_A_PROXY
 from tasks.settings import Settings, for_host
+from tasks.units import service_state
 
 
 def needed(settings: Settings) -> list[str]:
@@ -42,7 +44,7 @@ def install_needed() -> None:
 
 @deploy("Remove what a proxy does not need")
 def remove_unneeded() -> None:
-    installed = host.get_fact(DebPackages) or {}
+    installed = fact(DebPackages) or {}
     unwanted = [name for name in PACKAGES_NOT_ON_A_PROXY if name in installed]
     if unwanted:
         for package in unwanted:
@@ -53,12 +55,7 @@ def remove_unneeded() -> None:
             present=False,
             extra_uninstall_args="--purge",
         )
-    units = host.get_fact(SystemdEnabled) or {}
+    units = fact(SystemdEnabled) or {}
     for unit in SERVICES_NOT_ON_A_PROXY:
         if unit in units:
-            drift.service_differs(
-                unit, running=False, enabled=False, operation=f"Stop and disable {unit}"
-            )
-            systemd.service(
-                name=f"Stop and disable {unit}", service=unit, running=False, enabled=False
-            )
+            service_state(name=f"Stop and disable {unit}", unit=unit, running=False, enabled=False)

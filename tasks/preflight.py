@@ -18,6 +18,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.facts.server import Command
 
 from tasks import drift
+from tasks.facts import fact
 from tasks.settings import Settings, for_host, ssh_port_of
 
 
@@ -47,7 +48,7 @@ def refuse_non_proxy(role: str | None) -> None:
 def deploy_source_address() -> str | None:
     """The address this deploy reaches the host from, as the host sees it (SSH_CONNECTION).
     Read without sudo: sudo drops the variable."""
-    seen = host.get_fact(Command, command='echo "${SSH_CONNECTION%% *}"', _sudo=False)
+    seen = fact(Command, command='echo "${SSH_CONNECTION%% *}"', _sudo=False)
     return (seen or "").strip() or None
 
 

@@ -41,10 +41,12 @@ from tasks.activation import (
     fingerprint,
     install_file,
     install_validated,
+    manages,
     record_command,
     recorded,
     render,
 )
+from tasks.facts import fact
 from tasks.hardening_defaults import SSHD_MODULI_MIN_SIZE_FIELD, parse_openssh_version
 from tasks.settings import for_host, ssh_port_of
 from tasks.ssh_login import fresh_login_runs
@@ -58,13 +60,18 @@ PENDING = f"{SSHD_STATE}/pending"
 ROLLBACK_UNIT = "proxy-deploy-sshd-rollback"
 ROLLBACK_SCRIPT = "/usr/local/lib/proxy-deploy/sshd-rollback"
 UNIT_DIR = "/etc/systemd/system"
+manages(
+    SSHD_CONFIG,
+    ROLLBACK_SCRIPT,
+    *(f"{UNIT_DIR}/{ROLLBACK_UNIT}.{kind}" for kind in ("service", "timer")),
+)
 
 
 @deploy("Harden the SSH daemon")
 def harden_sshd() -> None:
     settings = for_host(host)
-    openssh = parse_openssh_version(host.get_fact(Command, command="ssh -V 2>&1") or "")
-    weak_moduli = host.get_fact(Command, command=_count_weak_moduli())
+    openssh = parse_openssh_version(fact(Command, command="ssh -V 2>&1") or "")
+    weak_moduli = fact(Command, command=_count_weak_moduli())
     if weak_moduli and weak_moduli.strip() != "0":
         server.shell(
             name=f"Remove Diffie-Hellman moduli under {SSHD_MODULI_MIN_SIZE_FIELD + 1} bits",
@@ -87,7 +94,7 @@ def harden_sshd() -> None:
 
 def _why_unconfirmed(wanted: dict[str, str]) -> str | None:
     """None when sshd runs WANTED and a fresh login confirmed it; else why it is not so."""
-    if host.get_fact(File, path=PENDING):
+    if fact(File, path=PENDING):
         return "a change is not confirmed yet by a fresh login (the rollback timer is armed)"
     if differing(wanted):
         return f"{SSHD_CONFIG} is not the deployed file (the repair reloads sshd, then confirms)"

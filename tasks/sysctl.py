@@ -18,7 +18,8 @@ from pyinfra.api import deploy, operation
 from pyinfra.facts.server import Command, Sysctl
 
 from tasks import drift
-from tasks.activation import install_file, render
+from tasks.activation import install_file, manages, render
+from tasks.facts import fact
 from tasks.hardening_defaults import (
     SYSCTL_CONF_PATH,
     SYSCTL_DEFAULTS,
@@ -26,6 +27,8 @@ from tasks.hardening_defaults import (
     split_sysctl_for_container,
 )
 from tasks.settings import for_host
+
+manages(SYSCTL_CONF_PATH)
 
 
 @deploy("Kernel and network settings (sysctl)")
@@ -59,7 +62,7 @@ def live_values(wanted: dict[str, str], all_keys: list[str]):
     + all_keys: every key of the file, sorted: the live values are read in one fact, the same
       one `_settable` reads (facts are cached by their arguments)
     """
-    live = host.get_fact(Sysctl, keys=all_keys) or {}
+    live = fact(Sysctl, keys=all_keys) or {}
     differ = {k: v for k, v in wanted.items() if live.get(k) != _typed(v)}
     if not differ:
         host.noop("the kernel runs every sysctl setting")
@@ -77,10 +80,10 @@ def _shown(value: object) -> str:
 
 def _settable(keys: list[str]) -> tuple[list[str], list[str]]:
     """(keys to apply live, keys only persisted) for this host."""
-    present = host.get_fact(Sysctl, keys=sorted(keys)) or {}
+    present = fact(Sysctl, keys=sorted(keys)) or {}
     existing = [k for k in keys if k in present]
     missing = [k for k in keys if k not in present]
-    container = host.get_fact(Command, command="systemd-detect-virt --container || true")
+    container = fact(Command, command="systemd-detect-virt --container || true")
     if container and container.strip() not in ("", "none"):
         live, global_only = split_sysctl_for_container(existing)
         return live, missing + global_only

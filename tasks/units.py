@@ -12,11 +12,14 @@ from __future__ import annotations
 import posixpath
 
 from pyinfra import host
+from pyinfra.api import StringCommand, operation
 from pyinfra.facts.server import Command
+from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 from pyinfra.operations import server, systemd
 
 from tasks import drift
 from tasks.activation import install_file
+from tasks.facts import fact
 
 
 def install_units(units: dict[str, str], purpose: str) -> None:
@@ -37,7 +40,7 @@ def install_units(units: dict[str, str], purpose: str) -> None:
 
 def _stale_units(names: list[str]) -> list[str]:
     """The units systemd reports as changed on disk since it loaded them."""
-    output = host.get_fact(
+    output = fact(
         Command, command=f"systemctl show -p Id,NeedDaemonReload {' '.join(names)} || true"
     )
     stale, current = [], ""
@@ -54,9 +57,42 @@ def enable_at_boot(unit: str, purpose: str) -> None:
     """Enable UNIT (never start it). Asked of `systemctl is-enabled`, not of pyinfra's
     SystemdEnabled: that lists loaded units only, and a unit that only runs at boot is not loaded
     afterwards, so pyinfra would enable it again on every run."""
-    state = (host.get_fact(Command, command=f"systemctl is-enabled {unit} || true") or "").strip()
+    state = (fact(Command, command=f"systemctl is-enabled {unit} || true") or "").strip()
     if state == "enabled":
         host.noop(f"{unit} is enabled at boot")
         return
     drift.state_differs(unit, f"{state or 'unknown'} at boot, should be enabled", f"Enable {unit}")
     server.shell(name=f"Enable {unit} at boot ({purpose})", commands=[f"systemctl enable {unit}"])
+
+
+@operation()
+def service_state(unit: str, running: bool | None = None, enabled: bool | None = None):
+    """
+    Start or stop, enable or disable UNIT where its live state is not the wanted one; a drift
+    check records one line per difference.
+
+    + unit: the unit (".service" is implied without a suffix)
+    + running: True started, False stopped, None either
+    + enabled: True enabled at boot, False disabled, None either
+    """
+    name = unit if "." in unit else f"{unit}.service"
+    now_running = bool(fact(SystemdStatus, services=[name]).get(name))
+    now_enabled = bool(fact(SystemdEnabled, services=[name]).get(name))
+    changed = False
+    if running is not None and now_running != running:
+        drift.state_differs(unit, _should("active", now_running, running), "")
+        yield StringCommand("systemctl", "start" if running else "stop", name)
+        changed = True
+    if enabled is not None and now_enabled != enabled:
+        drift.state_differs(unit, _should("enabled at boot", now_enabled, enabled), "")
+        yield StringCommand("systemctl", "enable" if enabled else "disable", "--quiet", name)
+        changed = True
+    if not changed:
+        host.noop(f"{name} is as wanted")
+
+
+def _should(what: str, now: bool, wanted: bool) -> str:
+    def said(value: bool) -> str:
+        return what if value else f"not {what}"
+
+    return f"{said(now)}, should be {said(wanted)}"

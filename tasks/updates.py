@@ -12,16 +12,18 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import deploy
 
-from tasks.activation import install_file, render
+from tasks.activation import install_file, manages, render
 from tasks.settings import for_host
 
 PACKAGES = ("unattended-upgrades",)
+APT_CONF_FILES = ("50unattended-upgrades", "20auto-upgrades")
+manages(*(f"/etc/apt/apt.conf.d/{name}" for name in APT_CONF_FILES))
 
 
 @deploy("Automatic security updates")
 def security_updates() -> None:
     settings = for_host(host)
-    for name in ("50unattended-upgrades", "20auto-upgrades"):
+    for name in APT_CONF_FILES:
         install_file(
             name=f"Install /etc/apt/apt.conf.d/{name}",
             path=f"/etc/apt/apt.conf.d/{name}",
