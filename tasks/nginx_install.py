@@ -87,10 +87,15 @@ def fetch_checked_key_command() -> str:
         " | awk -F: '/^pub/{p=1;next} p&&/^fpr/{print $10;p=0}'"
         " | sort | tr '\\n' ' ' | sed 's/ $//'"
     )
+    # Every failure exits non-zero (a `; rm` at the end used to turn a failed download into
+    # success). Bounded: where nginx.org is unreachable (dropped, not refused) the run fails in
+    # seconds, not after two minutes of TCP retries.
     return (
-        f'tmp=$(mktemp) && curl -fsSL {quote(NGINX_ORG_KEY_URL)} -o "$tmp"'
-        f" && found=$({primaries})"
-        f' && if [ "$found" = {quote(expected)} ]; then install -m 644 "$tmp" {NGINX_ORG_KEYRING};'
-        f' else echo "nginx.org key fingerprints $found are not the expected {expected}" >&2;'
-        ' rm -f "$tmp"; exit 1; fi; rm -f "$tmp"'
+        'tmp=$(mktemp); fail() { echo "$1" >&2; rm -f "$tmp"; exit 1; }; '
+        f"curl -fsSL --connect-timeout 15 --max-time 60 {quote(NGINX_ORG_KEY_URL)}"
+        ' -o "$tmp" || fail "could not download nginx.org\'s signing keys"; '
+        f"found=$({primaries}); "
+        f'[ "$found" = {quote(expected)} ] || fail "nginx.org key fingerprints $found are not'
+        f' the expected {expected}"; '
+        f'install -m 644 "$tmp" {NGINX_ORG_KEYRING} && rm -f "$tmp"'
     )
