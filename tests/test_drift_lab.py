@@ -161,7 +161,8 @@ def test_each_drift_kind_is_reported_with_its_diff_or_line_and_repaired_by_one_r
     assert on_host(host, "dpkg-query -W -f '${Status}' logrotate") == "install ok installed"
     assert core.traffic("loadgen", f"http://{proxies[1].address}/healthz", requests=5)["ok"] == 5
     assert not core.can_connect("outsider", proxies[1].address, 22)
-    code, report, _ = drift_check(lab_env, tmp_path)
+    (tmp_path / "after").mkdir()
+    code, report, _ = drift_check(lab_env, tmp_path / "after")
     assert code == 0, report
     assert_converged(lab_env, host)
 
