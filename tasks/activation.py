@@ -32,7 +32,7 @@ from pyinfra.api.util import get_template
 from pyinfra.facts.files import Sha1File
 
 from tasks import drift
-from tasks.facts import Sha1Files, fact
+from tasks.facts import ManagedFiles, fact
 
 STATE_DIR = "/var/lib/proxy-deploy"
 ACTIVE_DIR = f"{STATE_DIR}/active"
@@ -89,8 +89,18 @@ def manages(*paths: str) -> None:
 def live_sha1(path: str) -> str | None:
     """sha1 of the live file at PATH, None when it does not exist."""
     if path in MANAGED_FILES:
-        return fact(Sha1Files, paths=tuple(MANAGED_FILES)).get(path)
+        return _managed(path)[0]
     return fact(Sha1File, path=path)
+
+
+def wrong_mode(path: str, mode: str) -> str | None:
+    """The live file's mode when it exists and is not MODE (registered files only)."""
+    live = _managed(path)[1] if path in MANAGED_FILES else None
+    return live if live and live != mode.lstrip("0") else None
+
+
+def _managed(path: str) -> tuple[str | None, str | None]:
+    return fact(ManagedFiles, paths=tuple(MANAGED_FILES)).get(path, (None, None))
 
 
 def differing(files: dict[str, str]) -> dict[str, str]:
@@ -122,7 +132,8 @@ def install_validated(
     """
     drifted = differing(files)
     if not drifted:
-        host.noop(f"{label} configuration is up to date")
+        for path in files:
+            yield from _fix_mode(path, mode)
         return
     if drift.checking():
         _report_drift(drifted, check, label, tree)
@@ -187,6 +198,16 @@ def activated(label: str, files: dict[str, str], commands: list[str]):
     """
     yield from commands
     yield record_command(label, fingerprint(files))
+
+
+def _fix_mode(path: str, mode: str):
+    """chmod PATH when only its mode drifted (a file with secrets made world-readable)."""
+    now = wrong_mode(path, mode)
+    if now is None:
+        host.noop(f"{path} is up to date")
+        return
+    drift.state_differs(path, f"mode {now}, should be {mode}", f"Install {path}")
+    yield StringCommand("chmod", mode, path)
 
 
 def _stage_commands(stage: str, files: dict[str, str], tree: str | None, mode: str):
@@ -259,7 +280,7 @@ def install_file(path: str, content: str, mode: str = "644"):
     + mode: permissions
     """
     if live_sha1(path) == sha1(content):
-        host.noop(f"{path} is up to date")
+        yield from _fix_mode(path, mode)
         return
     drift.file_differs(path, content, f"Install {path}")
     new = f"{path}.new"

@@ -31,16 +31,21 @@ def _hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-class Sha1Files(FactBase):
-    """path -> sha1 of each existing file of PATHS (missing files are absent), one command."""
+class ManagedFiles(FactBase):
+    """path -> (sha1, octal mode) of each existing file of PATHS (missing files are absent),
+    one command for them all."""
 
     def command(self, paths: tuple[str, ...]) -> str:
-        return f"sha1sum {' '.join(shlex.quote(p) for p in paths)} 2>/dev/null; true"
+        quoted = " ".join(shlex.quote(p) for p in paths)
+        return (
+            f'for p in {quoted}; do [ -f "$p" ] && echo "$(sha1sum < "$p" | cut -c1-40)'
+            ' $(stat -c %a "$p") $p"; done; true'
+        )
 
-    def process(self, output: list[str]) -> dict[str, str]:
-        hashes = {}
+    def process(self, output: list[str]) -> dict[str, tuple[str, str]]:
+        files = {}
         for line in output:
-            digest, _, path = line.partition("  ")
+            digest, mode, path = [*line.split(" ", 2), "", ""][:3]
             if path:
-                hashes[path] = digest
-        return hashes
+                files[path] = (digest, mode)
+        return files

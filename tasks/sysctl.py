@@ -56,11 +56,12 @@ def harden_sysctl() -> None:
 @operation()
 def live_values(wanted: dict[str, str], all_keys: list[str]):
     """
-    Set the kernel's live values of WANTED (key -> value) that differ, in one command.
+    Write WANTED (key -> value) to the running kernel, in one command, when a live value
+    differs; a drift check records one line per differing key.
 
-    + wanted: sysctl key -> value as written in the sysctl.d file
-    + all_keys: every key of the file, sorted: the live values are read in one fact, the same
-      one `_settable` reads (facts are cached by their arguments)
+    + wanted: sysctl key -> value, in the sysctl.d file's order
+    + all_keys: every key of the file, sorted: the same fact `_settable` reads (tasks/facts.py
+      reads it once per run)
     """
     live = fact(Sysctl, keys=all_keys) or {}
     differ = {k: v for k, v in wanted.items() if live.get(k) != _typed(v)}
@@ -71,7 +72,10 @@ def live_values(wanted: dict[str, str], all_keys: list[str]):
         drift.state_differs(
             key, f"live {_shown(live.get(key))}, should be {value}", "Apply the sysctl settings"
         )
-    yield "sysctl -q -w " + " ".join(quote(f"{k}={v}") for k, v in sorted(differ.items()))
+    # Every key, in the file's order, whenever one differs: writing net.ipv4.ip_forward resets
+    # net.ipv4.conf.all.accept_redirects (the kernel sets it to !forwarding), so writing only the
+    # keys that differ left the next run a key to fix (measured on fresh hosts).
+    yield "sysctl -q -w " + " ".join(quote(f"{k}={v}") for k, v in wanted.items())
 
 
 def _shown(value: object) -> str:

@@ -121,6 +121,10 @@ DRIFTS = {
         "rm /etc/apt/apt.conf.d/20auto-upgrades",
         "file /etc/apt/apt.conf.d/20auto-upgrades: missing on the host",
     ),
+    "file mode changed": (
+        "chmod 644 /etc/default/proxy-log-shipping",
+        "/etc/default/proxy-log-shipping: mode 644, should be 600",
+    ),
     "service stopped": ("systemctl stop nginx", "nginx: not active, should be active"),
     "service disabled": (
         "systemctl disable --quiet nftables",
@@ -159,6 +163,7 @@ def test_each_drift_kind_is_reported_with_its_diff_or_line_and_repaired_by_one_r
         "enabled",
     ]
     assert on_host(host, "dpkg-query -W -f '${Status}' logrotate") == "install ok installed"
+    assert on_host(host, "stat -c %a /etc/default/proxy-log-shipping").strip() == "600"
     assert core.traffic("loadgen", f"http://{proxies[1].address}/healthz", requests=5)["ok"] == 5
     assert not core.can_connect("outsider", proxies[1].address, 22)
     (tmp_path / "after").mkdir()
