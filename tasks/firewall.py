@@ -30,10 +30,11 @@ from tasks.activation import (
 )
 from tasks.facts import fact
 from tasks.settings import for_host, ssh_port_of
-from tasks.units import service_state
+from tasks.units import service_state, watches
 
 RULESET = "/etc/nftables.conf"
 manages(RULESET)
+watches("nftables.service")
 TABLE = "inet proxy_firewall"
 PACKAGES = ("nftables",)
 # sha1 of the live table (`-s`: without counters, which change with every packet).

@@ -21,13 +21,14 @@ from pyinfra.operations import systemd
 from tasks.activation import TEMPLATES, install_file, manages, render
 from tasks.facts import fact
 from tasks.settings import for_host, instance_identity
-from tasks.units import install_units, service_state
+from tasks.units import install_units, service_state, watches
 
 UNIT = "proxy-log-shipping"
 UNIT_DIR = "/etc/systemd/system"
 SCRIPT = "/usr/local/lib/proxy-deploy/ship-logs"
 ENV_FILE = "/etc/default/proxy-log-shipping"
 manages(SCRIPT, ENV_FILE, *(f"{UNIT_DIR}/{UNIT}.{kind}" for kind in ("service", "timer")))
+watches(f"{UNIT}.service", f"{UNIT}.timer")
 # The uploader's S3 client, installed only where log_bucket is set.
 PACKAGES = ("python3-boto3",)
 

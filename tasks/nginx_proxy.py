@@ -35,7 +35,7 @@ from tasks.settings import (
     inventory_backend_addresses,
     nginx_template_vars,
 )
-from tasks.units import service_state
+from tasks.units import service_state, watches
 
 # The distribution's package enables a demo site on port 80 (a symlink), nginx.org's ships one
 # in conf.d. Our nginx.conf loads neither, but a later hand edit must not bring them back.
@@ -45,6 +45,7 @@ DEFAULT_SITE_FILE = "/etc/nginx/conf.d/default.conf"
 OLD_PROXY_FILE = "/etc/nginx/conf.d/proxy.conf"
 NGINX_CONF = "/etc/nginx/nginx.conf"
 manages(NGINX_CONF)
+watches("nginx.service")
 
 
 @deploy("Configure nginx as a retrying reverse proxy")

@@ -15,7 +15,6 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.deb import DebPackages
-from pyinfra.facts.systemd import SystemdEnabled
 from pyinfra.operations import apt
 
 from tasks import drift, firewall, log_shipping, nginx_install, updates
@@ -23,7 +22,9 @@ from tasks.apt_packages import ensure_installed
 from tasks.facts import fact
 from tasks.hardening_defaults import PACKAGES_NOT_ON_A_PROXY, SERVICES_NOT_ON_A_PROXY
 from tasks.settings import Settings, for_host
-from tasks.units import service_state
+from tasks.units import service_state, unit_state, watches
+
+watches(*SERVICES_NOT_ON_A_PROXY)
 
 
 def needed(settings: Settings) -> list[str]:
@@ -55,7 +56,6 @@ def remove_unneeded() -> None:
             present=False,
             extra_uninstall_args="--purge",
         )
-    units = fact(SystemdEnabled) or {}
     for unit in SERVICES_NOT_ON_A_PROXY:
-        if unit in units:
+        if unit_state(unit).get("LoadState", "not-found") != "not-found":
             service_state(name=f"Stop and disable {unit}", unit=unit, running=False, enabled=False)

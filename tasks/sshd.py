@@ -50,7 +50,7 @@ from tasks.facts import fact
 from tasks.hardening_defaults import SSHD_MODULI_MIN_SIZE_FIELD, parse_openssh_version
 from tasks.settings import for_host, ssh_port_of
 from tasks.ssh_login import fresh_login_runs
-from tasks.units import enable_at_boot, install_units
+from tasks.units import enable_at_boot, install_units, watches
 
 SSHD_CONFIG = "/etc/ssh/sshd_config"
 MODULI = "/etc/ssh/moduli"
@@ -65,14 +65,17 @@ manages(
     ROLLBACK_SCRIPT,
     *(f"{UNIT_DIR}/{ROLLBACK_UNIT}.{kind}" for kind in ("service", "timer")),
 )
+watches(f"{ROLLBACK_UNIT}.service", f"{ROLLBACK_UNIT}.timer")
 
 
 @deploy("Harden the SSH daemon")
 def harden_sshd() -> None:
     settings = for_host(host)
-    openssh = parse_openssh_version(fact(Command, command="ssh -V 2>&1") or "")
-    weak_moduli = fact(Command, command=_count_weak_moduli())
-    if weak_moduli and weak_moduli.strip() != "0":
+    # One command: the weak moduli count on the first line, `ssh -V` on the second.
+    version_and_count = fact(Command, command=f"{_count_weak_moduli()}; ssh -V 2>&1") or ""
+    weak_moduli, _, version = version_and_count.partition("\n")
+    openssh = parse_openssh_version(version)
+    if weak_moduli.strip() not in ("", "0"):
         server.shell(
             name=f"Remove Diffie-Hellman moduli under {SSHD_MODULI_MIN_SIZE_FIELD + 1} bits",
             commands=[_keep_strong_moduli()],

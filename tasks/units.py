@@ -1,6 +1,9 @@
-"""systemd unit files the deploy writes, and the daemon-reload that makes systemd use them.
+"""systemd units: the files the deploy writes, the daemon-reload that makes systemd use them,
+and the units' live state (running, enabled at boot).
 
-Owns: nothing by itself; tasks/sshd.py and tasks/log_shipping.py install their units with it.
+Owns: nothing by itself; the task modules install and manage their units with it. Every unit the
+deploy looks at is registered as its module is imported (`watches`), so the state of all of them
+comes in one command (`UnitStates`), not one or two per unit and operation.
 
 A unit file that matches while systemd still runs its older definition (a run killed between the
 file and the daemon-reload) is drift: systemd says so itself (`NeedDaemonReload=yes`), and the
@@ -12,14 +15,47 @@ from __future__ import annotations
 import posixpath
 
 from pyinfra import host
-from pyinfra.api import StringCommand, operation
-from pyinfra.facts.server import Command
-from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
+from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.operations import server, systemd
 
 from tasks import drift
 from tasks.activation import install_file
 from tasks.facts import fact
+
+WATCHED_UNITS: list[str] = []
+# As pyinfra's systemd facts count them: a timer "waiting" and a oneshot "exited" are active.
+ACTIVE_SUBSTATES = ("running", "waiting", "exited", "listening", "mounted")
+
+
+def watches(*units: str) -> None:
+    """Register UNITS (with their suffix) as units the deploy reads the state of."""
+    WATCHED_UNITS.extend(u for u in units if u not in WATCHED_UNITS)
+
+
+class UnitStates(FactBase):
+    """unit -> its properties (LoadState, SubState, UnitFileState, NeedDaemonReload) for UNITS,
+    asked by name: unlike `systemctl show '*'` this also answers for units not loaded now."""
+
+    def command(self, units: tuple[str, ...]) -> str:
+        properties = "Id,LoadState,SubState,UnitFileState,NeedDaemonReload"
+        return f"systemctl show -p {properties} {' '.join(units)} || true"
+
+    def process(self, output: list[str]) -> dict[str, dict[str, str]]:
+        states: dict[str, dict[str, str]] = {}
+        current: dict[str, str] = {}
+        for line in output:
+            key, _, value = line.partition("=")
+            if key == "Id":
+                current = states.setdefault(value, {})
+            current[key] = value
+        return states
+
+
+def unit_state(unit: str) -> dict[str, str]:
+    """UNIT's properties ({} when systemd said nothing of it): one command for every registered
+    unit; an unregistered one costs a command of its own."""
+    units = tuple(WATCHED_UNITS) if unit in WATCHED_UNITS else (unit,)
+    return fact(UnitStates, units=units).get(unit, {})
 
 
 def install_units(units: dict[str, str], purpose: str) -> None:
@@ -40,24 +76,14 @@ def install_units(units: dict[str, str], purpose: str) -> None:
 
 def _stale_units(names: list[str]) -> list[str]:
     """The units systemd reports as changed on disk since it loaded them."""
-    output = fact(
-        Command, command=f"systemctl show -p Id,NeedDaemonReload {' '.join(names)} || true"
-    )
-    stale, current = [], ""
-    for line in (output or "").splitlines():
-        key, _, value = line.partition("=")
-        if key == "Id":
-            current = value
-        elif key == "NeedDaemonReload" and value == "yes":
-            stale.append(current)
-    return stale
+    return [n for n in names if unit_state(n).get("NeedDaemonReload") == "yes"]
 
 
 def enable_at_boot(unit: str, purpose: str) -> None:
-    """Enable UNIT (never start it). Asked of `systemctl is-enabled`, not of pyinfra's
+    """Enable UNIT (never start it). Asked by name (UnitStates), not of pyinfra's
     SystemdEnabled: that lists loaded units only, and a unit that only runs at boot is not loaded
     afterwards, so pyinfra would enable it again on every run."""
-    state = (fact(Command, command=f"systemctl is-enabled {unit} || true") or "").strip()
+    state = unit_state(unit).get("UnitFileState", "")
     if state == "enabled":
         host.noop(f"{unit} is enabled at boot")
         return
@@ -76,8 +102,9 @@ def service_state(unit: str, running: bool | None = None, enabled: bool | None =
     + enabled: True enabled at boot, False disabled, None either
     """
     name = unit if "." in unit else f"{unit}.service"
-    now_running = bool(fact(SystemdStatus, services=[name]).get(name))
-    now_enabled = bool(fact(SystemdEnabled, services=[name]).get(name))
+    state = unit_state(name)
+    now_running = state.get("SubState") in ACTIVE_SUBSTATES
+    now_enabled = state.get("UnitFileState") in ("enabled", "static")
     changed = False
     if running is not None and now_running != running:
         drift.state_differs(unit, _should("active", now_running, running), "")
