@@ -264,6 +264,12 @@ def _under(directory: str, path: str, tree: str | None) -> str:
     return posixpath.join(directory, path.removeprefix(tree or "/").lstrip("/"))
 
 
+def template_text(template: str) -> str:
+    """templates/TEMPLATE as it is (scripts and units with nothing to fill in)."""
+    with open(posixpath.join(TEMPLATES, template), encoding="utf-8") as source:
+        return source.read()
+
+
 def render(template: str, **data: object) -> str:
     """Render templates/TEMPLATE exactly as pyinfra's files.template does (StrictUndefined)."""
     return get_template(posixpath.join(TEMPLATES, template)).render(**data)

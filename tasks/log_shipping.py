@@ -16,9 +16,8 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import File
-from pyinfra.operations import systemd
 
-from tasks.activation import TEMPLATES, install_file, manages, render
+from tasks.activation import install_file, manages, render, template_text
 from tasks.facts import fact
 from tasks.settings import for_host, instance_identity
 from tasks.units import install_units, service_state, watches
@@ -38,16 +37,19 @@ def ship_logs() -> None:
     settings = for_host(host)
     if not settings.log_bucket:
         if fact(File, path=f"{UNIT_DIR}/{UNIT}.timer"):
-            systemd.service(
+            service_state(
                 name=f"Stop and disable {UNIT}.timer (log_bucket is empty)",
-                service=f"{UNIT}.timer",
+                unit=f"{UNIT}.timer",
                 running=False,
                 enabled=False,
             )
         return
     instance_id, region = instance_identity(host)
     install_file(
-        name=f"Install {SCRIPT}", path=SCRIPT, content=_read("logs/ship-logs.py"), mode="755"
+        name=f"Install {SCRIPT}",
+        path=SCRIPT,
+        content=template_text("logs/ship-logs.py"),
+        mode="755",
     )
     install_file(
         name=f"Install {ENV_FILE}",
@@ -73,8 +75,3 @@ def ship_logs() -> None:
         running=True,
         enabled=True,
     )
-
-
-def _read(template: str) -> str:
-    with open(f"{TEMPLATES}/{template}", encoding="utf-8") as source:
-        return source.read()

@@ -1,7 +1,7 @@
 """The proxy's packages: all it needs, in one apt transaction, and nothing it does not need.
 
-Owns: the installation of every package the other tasks need (each task module declares them:
-`PACKAGES`, or `packages_for(settings)` where they depend on a setting), the absence of
+Owns: the installation of every package the other tasks need (each task module declares them in
+`PACKAGES`; `needed` picks those the host's settings call for), the absence of
 tasks/hardening_defaults.PACKAGES_NOT_ON_A_PROXY (purged when present) and of
 SERVICES_NOT_ON_A_PROXY (stopped and disabled when their unit exists).
 Reads: the settings the task modules' package lists depend on.

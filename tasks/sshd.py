@@ -36,7 +36,6 @@ from pyinfra.operations import python, server
 from tasks import drift
 from tasks.activation import (
     STATE_DIR,
-    TEMPLATES,
     differing,
     fingerprint,
     install_file,
@@ -45,6 +44,7 @@ from tasks.activation import (
     record_command,
     recorded,
     render,
+    template_text,
 )
 from tasks.facts import fact
 from tasks.hardening_defaults import SSHD_MODULI_MIN_SIZE_FIELD, parse_openssh_version
@@ -110,12 +110,12 @@ def _install_safety_net() -> None:
     install_file(
         name=f"Install {ROLLBACK_SCRIPT}",
         path=ROLLBACK_SCRIPT,
-        content=_read(f"{TEMPLATES}/ssh/sshd-rollback.sh"),
+        content=template_text("ssh/sshd-rollback.sh"),
         mode="755",
     )
     install_units(
         {
-            f"{UNIT_DIR}/{ROLLBACK_UNIT}.{kind}": _read(f"{TEMPLATES}/ssh/{ROLLBACK_UNIT}.{kind}")
+            f"{UNIT_DIR}/{ROLLBACK_UNIT}.{kind}": template_text(f"ssh/{ROLLBACK_UNIT}.{kind}")
             for kind in ("service", "timer")
         },
         "sshd rollback",
@@ -181,8 +181,3 @@ def _confirm_or_roll_back(confirm: str) -> None:
         f"{host.name}: a fresh SSH login failed after the new sshd_config ({detail}); "
         "the last confirmed configuration was put back"
     )
-
-
-def _read(path: str) -> str:
-    with open(path, encoding="utf-8") as source:
-        return source.read()

@@ -49,6 +49,16 @@ def ci_job(lab_env: dict[str, str], job: str, **variables: str) -> subprocess.Co
     )
 
 
+def block_runner_health_checks(name: str) -> None:
+    """NAME stops answering the runner's health checks (its own firewall is untouched)."""
+    on_host(
+        name,
+        f"nft add table {SABOTAGE} && nft 'add chain {SABOTAGE} in "
+        "{ type filter hook input priority -10; }' && "
+        f"nft add rule {SABOTAGE} in ip saddr 10.77.0.1 tcp dport 80 drop",
+    )
+
+
 def drift_everywhere(proxies) -> None:
     for node in proxies:
         on_host(node.name, f"echo '# hand edit' >> {MANAGED}")
@@ -101,13 +111,7 @@ def test_drift_job_fails_naming_the_drifted_host_and_repair_job_fixes_it(
 
 def test_unhealthy_host_stops_the_fleet_and_later_hosts_stay_untouched(converged, lab_env, proxies):
     drift_everywhere(proxies)
-    # proxy-2 stops answering the runner's health checks (its own firewall is untouched).
-    on_host(
-        "proxy-2",
-        f"nft add table {SABOTAGE} && nft 'add chain {SABOTAGE} in "
-        "{ type filter hook input priority -10; }' && "
-        f"nft add rule {SABOTAGE} in ip saddr 10.77.0.1 tcp dport 80 drop",
-    )
+    block_runner_health_checks("proxy-2")
     fleet = ci_job(lab_env, "deploy:fleet", CANARY_HOST="proxy-1")
     assert fleet.returncode != 0
     assert "proxy-2" in fleet.stdout

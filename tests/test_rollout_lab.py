@@ -12,12 +12,10 @@ import sys
 import pytest
 from conftest import REPO, run_deploy
 from test_deploy import on_host, sha1_of
+from test_pipeline_lab import MANAGED, SABOTAGE, block_runner_health_checks
 
 pytestmark = pytest.mark.lab
 LAB_STAGE = 41
-
-MANAGED = "/etc/nginx/nginx.conf"
-SABOTAGE = "inet lab_sabotage"
 
 
 def rollout(lab_env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -59,13 +57,7 @@ def test_batches_of_one_then_half_then_all_deploy_three_proxies_one_by_one(
 def test_failure_within_tolerance_lets_the_rollout_finish_and_exit_nonzero(
     drifted_fleet, lab_env, proxies
 ):
-    # proxy-2 stops answering the runner's health checks (its own firewall is untouched).
-    on_host(
-        "proxy-2",
-        f"nft add table {SABOTAGE} && nft 'add chain {SABOTAGE} in "
-        "{ type filter hook input priority -10; }' && "
-        f"nft add rule {SABOTAGE} in ip saddr 10.77.0.1 tcp dport 80 drop",
-    )
+    block_runner_health_checks("proxy-2")
     done = rollout(lab_env, "deploy", "--batches", "1,100%", "--max-fail-percent", "50")
     assert done.returncode == 1, done.stdout[-3000:]
     output = done.stdout + done.stderr
