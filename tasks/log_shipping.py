@@ -1,7 +1,8 @@
 """Shipping the proxies' JSON access logs to S3: rotated files, hourly, nothing lost on failure.
 
-Declares the package python3-boto3 (tasks/packages.py installs it). Owns:
-/usr/local/lib/proxy-deploy/ship-logs (from
+Declares the package curl (tasks/packages.py installs it; nginx_install needs it too): the
+uploader is Python's standard library plus curl, which signs the S3 requests itself
+(`--aws-sigv4`), so no boto3 on the proxies. Owns: /usr/local/lib/proxy-deploy/ship-logs (from
 templates/logs/ship-logs.py), /etc/default/proxy-log-shipping, and the units
 proxy-log-shipping.service and .timer (enabled). With `log_bucket` empty the timer is stopped
 and disabled (the files stay, inert).
@@ -28,8 +29,10 @@ SCRIPT = "/usr/local/lib/proxy-deploy/ship-logs"
 ENV_FILE = "/etc/default/proxy-log-shipping"
 manages(SCRIPT, ENV_FILE, *(f"{UNIT_DIR}/{UNIT}.{kind}" for kind in ("service", "timer")))
 watches(f"{UNIT}.service", f"{UNIT}.timer")
-# The uploader's S3 client, installed only where log_bucket is set.
-PACKAGES = ("python3-boto3",)
+# The uploader's S3 client (curl signs with AWS SigV4 since 7.75; Debian 12 has 7.88).
+# Hosts converged before this keep python3-boto3: nothing removes a package the deploy stops
+# declaring, and an operator may use it.
+PACKAGES = ("curl",)
 
 
 @deploy("Ship access logs to S3")

@@ -6,9 +6,17 @@ Managed by the deploy (tasks/log_shipping.py); run hourly by proxy-log-shipping.
 Every rotated file next to SHIP_LOG_FILE (access.log.1, access.log.2.gz, ...) is uploaded once,
 gzip-compressed, to s3://SHIP_BUCKET/SHIP_PREFIX/SHIP_INSTANCE_ID/YYYY/MM/DD/NAME. A file is
 known by the SHA-256 of its (uncompressed) content, so the same period is not uploaded twice when
-logrotate renames and compresses it. The list of shipped digests is written only after an
-upload succeeded: when S3 cannot be reached, nothing is marked and the next run tries again
-(logrotate keeps 14 days). Credentials: boto3's chain (the instance role on EC2).
+logrotate renames and compresses it. The list of shipped digests (SHIP_STATE_FILE, default
+/var/lib/proxy-deploy/log-shipping.json) is written only after an upload succeeded: when S3
+cannot be reached or refuses, the script says why, exits 1, and nothing is marked, so the next
+run tries again (logrotate keeps 14 days).
+
+Python 3 standard library and curl only (no boto3 on the proxies): curl signs each PUT with
+AWS Signature V4 (`--aws-sigv4`, curl 7.75+; Debian 12 has 7.88, Debian 13 8.14).
+Credentials, first found: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN) from
+the environment, else the instance role through IMDSv2. Region: AWS_DEFAULT_REGION (or
+AWS_REGION). Endpoint: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL when set (an S3-compatible
+server, the lab's fake S3), path-style; else https://BUCKET.s3.REGION.amazonaws.com.
 """
 
 import datetime
@@ -17,15 +25,30 @@ import gzip
 import hashlib
 import json
 import os
+import subprocess
 import sys
+import urllib.parse
+import urllib.request
 
-import boto3
-
-STATE = "/var/lib/proxy-deploy/log-shipping.json"
+STATE = os.environ.get("SHIP_STATE_FILE") or "/var/lib/proxy-deploy/log-shipping.json"
 KEEP_DIGESTS = 500
+
+# IMDSv2. AWS_EC2_METADATA_SERVICE_ENDPOINT and AWS_EC2_METADATA_DISABLED are the AWS SDKs' own
+# variables for the same thing; honoured so the role path can be tested off EC2.
+IMDS_ENDPOINT = os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or "http://169.254.169.254"
+IMDS_TIMEOUT = 2  # seconds; the service is link-local: when it is slow, it is not there
+IMDS_TOKEN_TTL = 300  # seconds; one run needs the token for a few requests only
+
+CONNECT_TIMEOUT = 10  # seconds, for curl
+MAX_TIME = 300  # seconds per upload: a day of gzip-compressed log at a slow link
+
+
+class ShipError(Exception):
+    """An upload or credentials problem: printed as one line, exit status 1."""
 
 
 def read_plain(path):
+    """The uncompressed content of a rotated file (logrotate compresses the older ones)."""
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rb") as handle:
         return handle.read()
@@ -40,7 +63,8 @@ def load_state():
 
 
 def save_state(state):
-    os.makedirs(os.path.dirname(STATE), exist_ok=True)
+    """Write the state atomically: a run killed half-way leaves the previous list intact."""
+    os.makedirs(os.path.dirname(os.path.abspath(STATE)), exist_ok=True)
     tmp = STATE + ".tmp"
     with open(tmp, "w") as handle:
         json.dump(state, handle)
@@ -55,12 +79,176 @@ def object_key(path, digest):
     )
 
 
+def region():
+    return os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
+
+
+def object_url(bucket, key):
+    """The URL to PUT the object to.
+
+    The key is percent-encoded once, with the same unreserved set SigV4 uses (quote keeps
+    A-Z a-z 0-9 - _ . ~ and /): curl signs the path as sent for service s3 (7.88 always,
+    8.9+ skips its own encoding for s3), so the signed path and S3's canonical path agree.
+    """
+    path = urllib.parse.quote(key, safe="/")
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        # An S3-compatible server (moto in the lab) is addressed by IP or a plain name: the
+        # bucket goes in the path, as boto3 does for custom endpoints.
+        return "{}/{}/{}".format(endpoint.rstrip("/"), bucket, path)
+    if "." in bucket:
+        # A dotted bucket as a subdomain breaks the *.s3.REGION.amazonaws.com certificate.
+        return f"https://s3.{region()}.amazonaws.com/{bucket}/{path}"
+    return f"https://{bucket}.s3.{region()}.amazonaws.com/{path}"
+
+
+def imds(path, token=None, method="GET"):
+    """One IMDSv2 request; its body as text. No proxy: the service is link-local."""
+    headers = {"X-aws-ec2-metadata-token": token} if token else {}
+    if method == "PUT":
+        headers["X-aws-ec2-metadata-token-ttl-seconds"] = str(IMDS_TOKEN_TTL)
+    request = urllib.request.Request(
+        IMDS_ENDPOINT.rstrip("/") + path, method=method, headers=headers
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=IMDS_TIMEOUT) as response:
+        return response.read().decode()
+
+
+def role_credentials():
+    """The instance role's temporary credentials, from the instance metadata service."""
+    if os.environ.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true":
+        raise ShipError("no AWS credentials: none in the environment, and IMDS is disabled")
+    try:
+        token = imds("/latest/api/token", method="PUT")
+        roles = imds("/latest/meta-data/iam/security-credentials/", token).split()
+        if not roles:
+            raise ShipError("no AWS credentials: this instance has no instance role")
+        document = json.loads(imds("/latest/meta-data/iam/security-credentials/" + roles[0], token))
+        return document["AccessKeyId"], document["SecretAccessKey"], document["Token"]
+    except (OSError, ValueError, KeyError) as error:  # URLError and timeouts are OSErrors
+        raise ShipError(
+            "no AWS credentials: none in the environment, and the instance metadata service "
+            f"({IMDS_ENDPOINT}) gave none: {error}"
+        ) from error
+
+
+def credentials():
+    """(access key id, secret key, session token or ""): the environment first, else the role."""
+    key_id = os.environ.get("AWS_ACCESS_KEY_ID")
+    secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if key_id and secret:
+        return key_id, secret, os.environ.get("AWS_SESSION_TOKEN", "")
+    return role_credentials()
+
+
+def config_value(text):
+    """A value for curl's config file syntax: double-quoted, with \\ and " escaped."""
+    if any(c in text for c in "\r\n"):
+        raise ShipError("an AWS credential contains a line break")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def curl_config(creds):
+    """The secret part of the curl command, as a curl config file.
+
+    It reaches curl through a pipe (`--config /dev/fd/N`), never on its command line, which
+    every local user can read in `ps`. curl has no option for a session token: it goes as the
+    x-amz-security-token header, which curl signs like every header it is given.
+    """
+    key_id, secret, token = creds
+    lines = ["user = " + config_value(key_id + ":" + secret)]
+    if token:
+        lines.append("header = " + config_value("x-amz-security-token: " + token))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def curl_command(url, body, config_fd):
+    """curl's arguments for one signed PUT of `body` (read from stdin) to `url`."""
+    return [
+        "curl",
+        "-q",  # first: ignore ~/.curlrc, whose options could change what gets signed
+        "--config",
+        f"/dev/fd/{config_fd}",
+        "--aws-sigv4",
+        f"aws:amz:{region()}:s3",
+        "--request",
+        "PUT",
+        # --data-binary reads the whole body first, so curl sends a Content-Length
+        # (S3 refuses a chunked PUT) and knows the payload.
+        "--data-binary",
+        "@-",
+        # S3 requires an x-amz-content-sha256 header: curl 7.88 (Debian 12) never sends one
+        # (8.0+ does for service s3). Given explicitly, every version signs this value as the
+        # payload hash instead of computing its own, and S3 checks the body against it.
+        "--header",
+        "x-amz-content-sha256: " + hashlib.sha256(body).hexdigest(),
+        "--header",
+        "Content-Type: application/json",
+        "--header",
+        "Content-Encoding: gzip",
+        "--silent",
+        "--show-error",
+        "--connect-timeout",
+        str(CONNECT_TIMEOUT),
+        "--max-time",
+        str(MAX_TIME),
+        # The response body, then the status on a line of its own: S3's error document
+        # (<Code>NoSuchBucket</Code>...) is the useful part of a failure.
+        "--output",
+        "-",
+        "--write-out",
+        "\\n%{http_code}",
+        url,
+    ]
+
+
+def snippet(data, limit=300):
+    """Up to `limit` characters of a response or error output, on one line."""
+    return " ".join(data.decode("utf-8", "replace").split())[:limit]
+
+
+def put_object(url, body, creds):
+    """PUT `body` to `url`, signed by curl; raise ShipError unless S3 answered 2xx."""
+    config = curl_config(creds)
+    read_end, write_end = os.pipe()
+    try:
+        # A few hundred bytes: the pipe's buffer (64 KiB) takes it all, nothing blocks.
+        os.write(write_end, config)
+        os.close(write_end)
+        write_end = None
+        result = subprocess.run(
+            curl_command(url, body, read_end),
+            input=body,
+            capture_output=True,
+            pass_fds=(read_end,),
+            check=False,
+        )
+    except OSError as error:  # no curl at all
+        raise ShipError(f"PUT {url} failed: cannot run curl: {error}") from error
+    finally:
+        os.close(read_end)
+        if write_end is not None:
+            os.close(write_end)
+    response, _, status = result.stdout.rpartition(b"\n")
+    if result.returncode != 0:
+        detail = snippet(result.stderr) or snippet(response)
+        raise ShipError(f"PUT {url} failed: curl exit status {result.returncode}: {detail}")
+    if not status.strip().isdigit() or not 200 <= int(status) < 300:
+        raise ShipError(
+            "PUT {} failed: HTTP {}: {}".format(
+                url, status.decode(errors="replace").strip(), snippet(response) or "(no body)"
+            )
+        )
+
+
 def main():
     log_file = os.environ["SHIP_LOG_FILE"]
+    bucket = os.environ["SHIP_BUCKET"]
     rotated = sorted(glob.glob(log_file + ".[0-9]*"), key=os.path.getmtime)
     state = load_state()
     shipped = set(state["shipped"])
-    s3 = boto3.client("s3")
+    creds = None  # asked for only when there is something to upload
     uploaded = 0
     for path in rotated:
         content = read_plain(path)
@@ -68,18 +256,21 @@ def main():
         if digest in shipped or not content:
             continue
         key = object_key(path, digest)
-        s3.put_object(
-            Bucket=os.environ["SHIP_BUCKET"],
-            Key=key,
-            Body=gzip.compress(content),
-            ContentType="application/json",
-            ContentEncoding="gzip",
-        )
+        try:
+            creds = creds or credentials()
+            put_object(object_url(bucket, key), gzip.compress(content), creds)
+        except ShipError as error:
+            print(f"error: {path} not shipped: {error}", file=sys.stderr)
+            print(
+                f"{uploaded} file(s) shipped before the error; the rest is tried again next run",
+                file=sys.stderr,
+            )
+            return 1
         state["shipped"] = (state["shipped"] + [digest])[-KEEP_DIGESTS:]
         save_state(state)
         shipped.add(digest)
         uploaded += 1
-        print("shipped {} to s3://{}/{}".format(path, os.environ["SHIP_BUCKET"], key))
+        print(f"shipped {path} to s3://{bucket}/{key}")
     print(f"{uploaded} file(s) shipped, {len(rotated)} rotated file(s) seen")
     return 0
 
