@@ -1,11 +1,12 @@
 """.gitlab-ci.yml: valid against GitLab's schema (check-jsonschema's bundled copy, offline), and
 shaped as the issue asks: stage order, a manual canary, serialised and environment-bound deploy
 jobs, AWS through OIDC id_tokens only, nothing secret in the file, jobs that call plain
-repository commands."""
+repository commands, and the fleet's jobs split into shards (`parallel:`)."""
 
 from __future__ import annotations
 
 import copy
+import fnmatch
 import os
 import re
 import subprocess
@@ -20,8 +21,20 @@ CI_FILE = REPO / ".gitlab-ci.yml"
 KEYWORDS = {"workflow", "stages", "variables", "default", "include", "image", "services", "cache"}
 DEPLOY_JOBS = ("deploy:canary", "deploy:fleet", "drift:repair")
 FLEET_JOBS = (*DEPLOY_JOBS, "verify", "drift:detect")
+SHARDED_JOBS = ("deploy:fleet", "drift:detect", "drift:repair")
+SHARD_ARG = 'SHARD="${CI_NODE_INDEX:-1}/${CI_NODE_TOTAL:-1}"'
 # make targets the jobs call; the Makefile must provide each one
-MAKE_TARGETS = {"checkov", "check", "venv", "canary", "fleet", "verify", "drift", "drift-repair"}
+MAKE_TARGETS = {
+    "checkov",
+    "check",
+    "venv",
+    "canary",
+    "fleet",
+    "verify",
+    "drift",
+    "drift-repair",
+    "drift-join",
+}
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -128,9 +141,92 @@ def test_canary_is_manual_and_blocks_the_fleet(jobs):
 @pytest.mark.parametrize("name", FLEET_JOBS)
 def test_jobs_that_touch_proxies_are_serialised_per_environment(jobs, name):
     job = jobs[name]
-    assert job["resource_group"] == "deploy-$ENVIRONMENT"
+    # one job at a time per shard; the unsharded jobs share shard 1's group, so with parallel: 1
+    # every job that touches the proxies of an environment is in the one group
+    shard = "$CI_NODE_INDEX" if name in SHARDED_JOBS else "1"
+    assert job["resource_group"] == f"deploy-$ENVIRONMENT-shard-{shard}"
     assert job["environment"]["name"] == "$ENVIRONMENT"
     assert job["interruptible"] is False
+
+
+def test_sharded_jobs_share_one_shard_count_from_one_place(doc, jobs):
+    # GitLab reads `parallel:` as a literal number, never a variable: one template holds it, and
+    # the same N everywhere keeps shard k of every job on the same proxies (its resource group)
+    assert isinstance(doc[".shards"]["parallel"], int)
+    assert 1 <= doc[".shards"]["parallel"] <= 200
+    for name in SHARDED_JOBS:
+        assert ".shards" in doc[name]["extends"], name
+        assert "parallel" not in doc[name], f"{name}: set the shard count in .shards only"
+        assert jobs[name]["parallel"] == doc[".shards"]["parallel"]
+
+
+@pytest.mark.parametrize("name", SHARDED_JOBS)
+def test_sharded_jobs_pass_their_shard_to_make(jobs, name):
+    assert any(line.endswith(f" {SHARD_ARG}") for line in jobs[name]["script"]), name
+
+
+@pytest.mark.parametrize(
+    ("env", "shard"),
+    [({"CI_NODE_INDEX": "2", "CI_NODE_TOTAL": "3"}, "2/3"), ({}, "1/1")],
+)
+def test_shard_argument_expands_to_gitlab_node_index_or_the_whole_fleet(env, shard):
+    # GitLab's shell expands it; without `parallel:` (no CI_NODE_INDEX) it is 1/1, every proxy
+    value = SHARD_ARG.removeprefix("SHARD=")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CI_NODE_")}
+    out = subprocess.run(
+        ["sh", "-c", f"printf %s {value}"], env=clean | env, capture_output=True, text=True
+    )
+    assert out.stdout == shard
+
+
+def test_canary_and_verify_are_single_jobs_before_and_after_the_shards(jobs):
+    for name in ("deploy:canary", "verify"):
+        assert "parallel" not in jobs[name], name
+        assert not any("SHARD=" in line for line in jobs[name]["script"]), name
+    assert jobs["deploy:fleet"]["needs"] == ["deploy:canary"]
+    assert jobs["verify"]["needs"] == ["deploy:fleet"]  # every shard of it
+
+
+def test_makefile_passes_shard_to_every_rollout_target():
+    # -n prints the commands without running them
+    proc = subprocess.run(
+        ["make", "-n", "fleet", "verify", "drift", "drift-repair", "SHARD=2/3"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rollouts = [line for line in proc.stdout.splitlines() if "-m tools.rollout" in line]
+    assert len(rollouts) == 4, proc.stdout
+    assert all("--shard 2/3" in line for line in rollouts), rollouts
+
+
+@pytest.mark.parametrize("name", ["drift:detect", "drift:repair"])
+def test_shard_reports_are_kept_under_their_own_names(jobs, name):
+    paths = jobs[name]["artifacts"]["paths"]
+    for report in ("drift-report", "drift-report-shard-2-of-3"):  # parallel: 1, and a shard
+        for suffix in (".txt", ".json"):
+            assert any(fnmatch.fnmatch(report + suffix, p) for p in paths), (report, paths)
+
+
+def test_expose_as_only_with_plain_paths(jobs):
+    # GitLab refuses "'*' when used with 'expose_as'" (the offline schema does not know it)
+    for name, job in jobs.items():
+        artifacts = job.get("artifacts") or {}
+        if "expose_as" in artifacts:
+            assert not any("*" in p for p in artifacts["paths"]), name
+
+
+def test_drift_report_job_joins_the_shards_reports_even_after_drift(jobs):
+    job = jobs["drift:report"]
+    assert job["needs"] == [{"job": "drift:detect", "artifacts": True}]
+    assert job["script"] == ["make drift-join"]
+    detect_if = jobs["drift:detect"]["rules"][0]["if"]
+    assert job["rules"] == [{"if": detect_if, "when": "always"}]  # the shards fail on drift
+    assert job["artifacts"]["paths"] == ["drift-report.txt", "drift-report.json"]
+    assert job["artifacts"]["when"] == "always"
+    assert "tags" not in job and "id_tokens" not in job  # files only: no runner in the VPC, no AWS
 
 
 @pytest.mark.parametrize("name", DEPLOY_JOBS)
@@ -188,9 +284,8 @@ def test_ssh_key_comes_from_a_file_variable(jobs):
 def test_drift_detect_runs_on_schedule_and_keeps_its_report(jobs):
     job = jobs["drift:detect"]
     assert all("schedule" in r["if"] for r in job["rules"])
-    assert job["script"] == ["make drift"]
+    assert job["script"] == [f"make drift {SHARD_ARG}"]
     assert job["artifacts"]["when"] == "always"
-    assert "drift-report.txt" in job["artifacts"]["paths"]
 
 
 def test_drift_repair_runs_on_schedule_or_by_hand(jobs):
@@ -198,7 +293,7 @@ def test_drift_repair_runs_on_schedule_or_by_hand(jobs):
     conditions = " ".join(r.get("if", "") for r in job["rules"])
     assert "schedule" in conditions and "web" in conditions
     assert any(r.get("when") == "manual" for r in job["rules"])
-    assert job["script"] == ["make drift-repair"]
+    assert job["script"] == [f"make drift-repair {SHARD_ARG}"]
 
 
 def test_jobs_call_repository_commands(jobs):

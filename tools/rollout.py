@@ -8,6 +8,9 @@ Used by the GitLab CI jobs (through the Makefile) and by people, with the same c
     python -m tools.rollout verify                   every proxy's health; deploys nothing
     python -m tools.rollout drift [--report FILE]    dry run: which host would change, and how
     python -m tools.rollout repair [--report FILE]   re-deploy the drifted proxies, check again
+    python -m tools.rollout join-drift [--report FILE]   the shards' drift reports as one (below)
+
+fleet, verify, drift and repair also take --shard I/N (below).
 
 deploy = canary + fleet. Hosts come from `python -m inventories.aws --json` (docs/CONTRACTS.md: a
 JSON list of {"name", "ssh_hostname", "groups", "data"} in host-name order), filtered to the
@@ -27,6 +30,24 @@ Failure tolerance (--max-fail-percent, like Ansible's `max_fail_percentage`): th
 when the hosts of one batch that failed their deploy or their gate are more than that percentage
 of the batch; hosts of later batches are left untouched. The default, 0, stops at the first
 failed host. Below the limit the failures are logged and the rollout goes on; it still exits 1.
+
+Shards (--shard I/N, else GitLab's CI_NODE_INDEX/CI_NODE_TOTAL, which `parallel: N` sets): a
+fleet too large for one job is split into N jobs, each taking the proxies of its shard. A host's
+shard is sha256(key) mod N, plus 1 (not Python's hash(), which changes with every process), where
+the key is its EC2 instance id (`ec2_instance_id` in the inventory's data); a host the inventory
+gives no instance id is placed by its name, and the run lists it. A host's shard depends on its
+own key and N only: it stays in its shard when other hosts come and go (changing N reshuffles).
+1/1 is the whole fleet. fleet, verify, drift and repair take a shard; deploy and canary refuse one,
+because the canary is deployed once, by the `canary` run before the shards. In a shard, `fleet`
+picks the canary from the whole inventory (every shard agrees on it) and checks it first, as
+without shards, then deploys the shard's own hosts in the shard's own batches (percentages of the
+shard's hosts, the canary first and then left out when it is in the shard, else the shard's first
+host); --max-fail-percent counts per batch of the shard, and a failure stops that shard only. A
+shard with no host succeeds and says "shard I/N: no hosts"; an inventory with no proxy at all is
+still an error. --report FILE becomes FILE-shard-I-of-N (drift-report-shard-2-of-3.txt and .json),
+so the shards' files never collide; `join-drift --report drift-report.txt` reads every
+drift-report-shard-*-of-*.json beside it and writes drift-report.txt and .json for the whole fleet
+(exit 4 when a shard's report is missing, or the reports come from different shard counts).
 
 Every decision comes from machine-readable output, never from pyinfra's log (a reworded message
 must not turn a failure into a pass):
@@ -63,6 +84,9 @@ Settings (command-line option > environment variable > default):
     --health-host       HEALTH_HOST               (the address)  Host header of the checks; set it
                                                   to a served name when nginx's `server_names` is
                                                   set (its catch-all server answers /healthz only)
+    --shard             CI_NODE_INDEX and         (every proxy)  I/N: shard I of N (above); an
+                        CI_NODE_TOTAL             empty CI_NODE_INDEX is no shard (GitLab sets
+                                                  CI_NODE_TOTAL=1 on every job without parallel)
 
 A command-line batch option beats both environment variables; --batches and --batch-size
 together (or ROLLOUT_BATCHES and ROLLOUT_BATCH_SIZE together) are refused.
@@ -78,6 +102,7 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import http.client
 import json
 import os
@@ -153,6 +178,29 @@ DEFAULT_BATCHES = (BatchItem(1), BatchItem(1))  # the canary, then one host at a
 
 
 @dataclass(frozen=True)
+class Shard:
+    """Shard `index` of `total`, 1-based like GitLab's CI_NODE_INDEX; `source` names the setting
+    it came from, for messages."""
+
+    index: int
+    total: int
+    source: str = field(default="--shard", compare=False)
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.total}"
+
+    @property
+    def file_suffix(self) -> str:
+        """What a shard's report file names carry: drift-report-shard-2-of-3.txt."""
+        return f"-shard-{self.index}-of-{self.total}"
+
+
+# Modes that take a shard. deploy and canary do not: the canary is deployed once, before the
+# shards, and N jobs picking and deploying it would deploy it N times at once.
+SHARDED_MODES = ("fleet", "verify", "drift", "repair")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every setting of a run, validated; built once by `settings_from`."""
 
@@ -170,6 +218,7 @@ class Settings:
     health_host: str | None = None
     dry: bool = False
     report: Path | None = None
+    shard: Shard | None = None  # None: every proxy (1/1 is None too)
     pyinfra: tuple[str, ...] = (sys.executable, "-m", "pyinfra")
 
 
@@ -250,6 +299,46 @@ def parse_batches(key: str, value: str) -> tuple[BatchItem, ...]:
     return tuple(items)
 
 
+def parse_shard(key: str, value: str) -> Shard:
+    """Parse "I/N": shard I of N, N of 1 or more, I from 1 to N."""
+    allowed = "expected I/N, shard I of N, with N of 1 or more and I from 1 to N, e.g. 2/4"
+    index, sep, total = value.strip().partition("/")
+    parts = (index.strip(), total.strip())
+    if not sep or not all(p.isascii() and p.isdigit() for p in parts):
+        raise RolloutError(f"{key}={value!r}: {allowed}", EXIT_USAGE)
+    i, n = (int(p) for p in parts)
+    if n < 1 or not 1 <= i <= n:
+        raise RolloutError(f"{key}={value!r}: there is no shard {i} of {n}; {allowed}", EXIT_USAGE)
+    return Shard(i, n, key)
+
+
+def _shard_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Shard | None:
+    """--shard, else CI_NODE_INDEX/CI_NODE_TOTAL (GitLab's `parallel:`). No index is no shard:
+    GitLab sets CI_NODE_TOTAL=1 on every job, CI_NODE_INDEX only on parallel ones. 1/1 is None."""
+    if args.shard is not None:
+        shard = parse_shard("--shard", args.shard)
+    else:
+        index = environ.get("CI_NODE_INDEX", "").strip()
+        total = environ.get("CI_NODE_TOTAL", "").strip()
+        if not index:
+            if total not in ("", "1"):
+                raise RolloutError(
+                    f"CI_NODE_TOTAL={total!r} without CI_NODE_INDEX: set both (GitLab's "
+                    "`parallel:` does) or give --shard I/N",
+                    EXIT_USAGE,
+                )
+            return None
+        shard = parse_shard("CI_NODE_INDEX/CI_NODE_TOTAL", f"{index}/{total}")
+    return None if shard.total == 1 else shard
+
+
+def _shard_report(report: Path | None, shard: Shard | None) -> Path | None:
+    """drift-report.txt -> drift-report-shard-2-of-3.txt in shard 2/3 (its .json follows)."""
+    if report is None or shard is None:
+        return report
+    return report.with_name(f"{report.stem}{shard.file_suffix}{report.suffix}")
+
+
 def _convert(name: str, key: str, value: str) -> object:
     if name in ("inventory", "canary", "health_host"):
         if not value.strip():
@@ -310,11 +399,30 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
     if batches is not None:
         values["batches"] = batches
     values["dry"] = args.dry
-    values["report"] = Path(args.report) if args.report else None
+    values["shard"] = shard = _shard_from(args, environ)
+    values["report"] = _shard_report(Path(args.report) if args.report else None, shard)
     values["deploy_file"] = args.deploy_file
     if args.pyinfra:
         values["pyinfra"] = tuple(shlex.split(args.pyinfra))
     return Settings(**values)
+
+
+def check_mode_takes_shard(mode: str, shard: Shard | None) -> None:
+    """Refuse a shard where it has no meaning, before anything is touched."""
+    if shard is None or mode in SHARDED_MODES:
+        return
+    if mode == "join-drift":
+        why = "it reads every shard's report; run it once, after the shards"
+    else:
+        why = (
+            "the canary is deployed once, before the shards: run `canary` once, then `fleet` "
+            "in each shard"
+        )
+    raise RolloutError(
+        f"{shard.source}={str(shard)!r}: `{mode}` does not take a shard ({why}); "
+        f"shards are for {', '.join(SHARDED_MODES)}",
+        EXIT_USAGE,
+    )
 
 
 def describe_batches(items: Sequence[BatchItem]) -> str:
@@ -328,6 +436,11 @@ def describe_batches(items: Sequence[BatchItem]) -> str:
 class Host:
     name: str
     address: str  # ssh_hostname: where SSH and the health checks go
+    instance_id: str | None = None  # ec2_instance_id: what places the host in a shard
+
+    @property
+    def shard_key(self) -> str:
+        return self.instance_id or self.name
 
 
 def inventory_module(path: str) -> str:
@@ -357,10 +470,14 @@ def parse_inventory_json(text: str, group: str = PROXY_GROUP) -> list[Host]:
         groups = entry.get("groups") or []
         if group not in groups:
             continue
-        address = entry.get("ssh_hostname") or (entry.get("data") or {}).get("ssh_hostname")
+        data = entry.get("data") or {}
+        address = entry.get("ssh_hostname") or data.get("ssh_hostname")
         if not isinstance(address, str) or not address:
             raise RolloutError(f"inventory host {entry['name']} has no ssh_hostname")
-        hosts.append(Host(entry["name"], address))
+        instance_id = data.get("ec2_instance_id")
+        if not (isinstance(instance_id, str) and instance_id.strip()):
+            instance_id = None
+        hosts.append(Host(entry["name"], address, instance_id))
     names = [h.name for h in hosts]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -398,6 +515,38 @@ def pick_canary(hosts: Sequence[Host], name: str | None) -> Host:
         + ", ".join(h.name for h in hosts),
         EXIT_USAGE,
     )
+
+
+def shard_of(key: str, total: int) -> int:
+    """The shard (1 to `total`) of a host whose key is `key`: the first 8 bytes of its sha256,
+    mod `total`, plus 1. The same on every machine and run (Python's hash() is not)."""
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % total + 1
+
+
+def shard_hosts(hosts: Sequence[Host], shard: Shard) -> list[Host]:
+    """The hosts of `shard`, in inventory order."""
+    return [h for h in hosts if shard_of(h.shard_key, shard.total) == shard.index]
+
+
+def describe_shard(shard: Shard, hosts: Sequence[Host], mine: Sequence[Host]) -> list[str]:
+    """What a sharded run says first: which hosts are its own, and how they were chosen."""
+    if not mine:
+        return [
+            f"shard {shard}: no hosts (the inventory's {len(hosts)} proxies are all in other "
+            "shards); nothing to do"
+        ]
+    lines = [
+        f"shard {shard}: {len(mine)} of {len(hosts)} proxies (by sha256 of the EC2 instance "
+        f"id, mod {shard.total}): {', '.join(h.name for h in mine)}"
+    ]
+    by_name = [h.name for h in mine if not h.instance_id]
+    if by_name:
+        lines.append(
+            "  placed by host name, the inventory gave them no ec2_instance_id: "
+            + ", ".join(by_name)
+        )
+    return lines
 
 
 def batch_sizes(items: Sequence[BatchItem], total: int) -> list[int]:
@@ -625,6 +774,7 @@ def parse_deploy_results(
 # --- Drift: `pyinfra --dry --json` plus the deploy's drift records --------------------------------
 
 RECORD_KINDS = ("checked", "file", "state", "invalid")
+DRIFT_FIELDS = ("kind", "subject", "detail", "operation")
 
 
 @dataclass(frozen=True)
@@ -788,15 +938,28 @@ def describe_entry(entry: DriftEntry) -> list[str]:
 
 
 def format_drift_report(
-    dry: DryRun, *, title: str, command: Sequence[str], now: datetime | None = None
+    dry: DryRun,
+    *,
+    title: str,
+    command: Sequence[str] | None,
+    now: datetime | None = None,
+    shard: Shard | None = None,
+    sources: Sequence[str] = (),
 ) -> str:
+    """The text report. `command` is the dry run's (None for a report joined from `sources`,
+    the shards' reports); `shard` adds which share of the proxies the report covers."""
     now = now or datetime.now(UTC)
-    out = [
-        f"{title} ({now:%Y-%m-%d %H:%M} UTC)",
-        f"Command: {DRIFT_FILE_ENV}=<temporary file> {shlex.join(command)}",
-        f"Hosts: {len(dry.hosts)} ({', '.join(dry.hosts)})",
-        "",
-    ]
+    out = [f"{title} ({now:%Y-%m-%d %H:%M} UTC)"]
+    if command is not None:
+        out.append(f"Command: {DRIFT_FILE_ENV}=<temporary file> {shlex.join(command)}")
+    if sources:
+        out.append(f"Joined from: {', '.join(sources)}")
+    if shard is not None:
+        out.append(
+            f"Shard: {shard} of the proxies (by EC2 instance id); `make drift-join` joins the "
+            "shards' reports"
+        )
+    out += [f"Hosts: {len(dry.hosts)} ({', '.join(dry.hosts)})", ""]
     drifted = dry.drifted
     if drifted:
         out.append(
@@ -834,7 +997,7 @@ def format_drift_report(
     return "\n".join(out) + "\n"
 
 
-def drift_json(dry: DryRun) -> dict:
+def drift_json(dry: DryRun, shard: Shard | None = None) -> dict:
     status = "drifted" if dry.drifted else ("error" if dry.error or dry.not_checked else "clean")
     return {
         "status": status,
@@ -842,7 +1005,49 @@ def drift_json(dry: DryRun) -> dict:
         "drifted": {h: [e.as_json() for e in dry.drift[h]] for h in dry.drifted},
         "not_checked": dry.not_checked,
         "error": dry.error,
+        "shard": {"index": shard.index, "total": shard.total} if shard else None,
     }
+
+
+def _str_dict(value: object, what: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ValueError(f"{what} is not an object of strings")
+    return value
+
+
+def dry_run_from_json(doc: object) -> tuple[DryRun, Shard | None]:
+    """A drift-report.json read back (what `drift_json` wrote); ValueError when it is not one."""
+    if not isinstance(doc, dict):
+        raise ValueError("not a JSON object")
+    hosts = doc.get("hosts")
+    if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+        raise ValueError('"hosts" is not a list of host names')
+    drifted = doc.get("drifted") or {}
+    if not isinstance(drifted, dict):
+        raise ValueError('"drifted" is not an object')
+    drift: dict[str, list[DriftEntry]] = {}
+    for host, entries in drifted.items():
+        if not isinstance(entries, list):
+            raise ValueError(f'"drifted" of {host} is not a list')
+        for entry in entries:
+            fields = _str_dict(entry, f"a drift entry of {host}")
+            drift.setdefault(host, []).append(
+                DriftEntry(*(fields.get(k, "") for k in DRIFT_FIELDS))
+            )
+    not_checked = _str_dict(doc.get("not_checked") or {}, '"not_checked"')
+    error = doc.get("error")
+    if error is not None and not isinstance(error, str):
+        raise ValueError('"error" is not a string')
+    shard = None
+    if doc.get("shard") is not None:
+        raw = doc["shard"]
+        index, total = (raw.get(k) if isinstance(raw, dict) else None for k in ("index", "total"))
+        if not (isinstance(index, int) and isinstance(total, int) and 1 <= index <= total):
+            raise ValueError(f'"shard" is not {{"index": I, "total": N}}: {raw!r}')
+        shard = Shard(index, total)
+    return DryRun(list(hosts), drift, dict(not_checked), error), shard
 
 
 # --- Running pyinfra ------------------------------------------------------------------------------
@@ -870,13 +1075,22 @@ def run_streaming(
     return proc.wait(), "".join(stdout_parts), list(tail)
 
 
+def _refuse_no_limit(limits: Sequence[str]) -> None:
+    # pyinfra without --limit targets every host of the inventory: never what a batch or a shard
+    # means, so an empty list is a bug here, not a request for the whole fleet.
+    if not limits:
+        raise RolloutError("refusing to run pyinfra without --limit (it would target every host)")
+
+
 def deploy_command(settings: Settings, hosts: Sequence[str]) -> list[str]:
+    _refuse_no_limit(hosts)
     limits = [arg for h in hosts for arg in ("--limit", h)]
     return [*settings.pyinfra, "-y", "--json", settings.inventory, settings.deploy_file, *limits]
 
 
 def dry_run_command(settings: Settings, limits: Sequence[str]) -> list[str]:
     # No -y here: with -y pyinfra skips change detection and every host looks in step.
+    _refuse_no_limit(limits)
     args = [arg for name in limits for arg in ("--limit", name)]
     return [*settings.pyinfra, "--dry", "--json", settings.inventory, settings.deploy_file, *args]
 
@@ -1085,15 +1299,32 @@ def _roll_out(
     )
 
 
+def _own_hosts(settings: Settings, hosts: list[Host], out: Output) -> list[Host]:
+    """Every host, or in a shard the shard's own hosts (said first, with how they were chosen)."""
+    if settings.shard is None:
+        return hosts
+    mine = shard_hosts(hosts, settings.shard)
+    for line in describe_shard(settings.shard, hosts, mine):
+        out(line)
+    return mine
+
+
 def cmd_rollout(mode: str, settings: Settings, actions: Actions, out: Output) -> int:
     hosts = actions.load_hosts(settings)
+    # From the whole inventory, so that every shard agrees on the canary (deploy:canary's).
     canary = pick_canary(hosts, settings.canary)
+    mine = _own_hosts(settings, hosts, out)
+    if not mine:
+        return EXIT_OK  # an empty shard; describe_shard said so
     if mode == "canary":
         batches = [[canary]]
-    else:
-        batches = plan_batches(hosts, canary, settings.batches, with_canary=(mode == "deploy"))
+    elif canary in mine:
+        batches = plan_batches(mine, canary, settings.batches, with_canary=(mode == "deploy"))
+    else:  # a shard without the canary: its batches start with its own first host
+        batches = plan_batches(mine, mine[0], settings.batches)
+    where = "" if canary in mine else " (another shard's)"
     out(
-        f"{mode}: {len(hosts)} proxies, canary {canary.name}, "
+        f"{mode}: {len(mine)} proxies, canary {canary.name}{where}, "
         f"batches {describe_batches(settings.batches)} "
         f"({', '.join(str(len(b)) for b in batches) or 'none'}), "
         f"max fail {settings.max_fail_percent}% per batch"
@@ -1122,7 +1353,9 @@ def cmd_rollout(mode: str, settings: Settings, actions: Actions, out: Output) ->
 
 
 def cmd_verify(settings: Settings, actions: Actions, out: Output) -> int:
-    hosts = actions.load_hosts(settings)
+    hosts = _own_hosts(settings, actions.load_hosts(settings), out)
+    if not hosts:
+        return EXIT_OK
     unhealthy = []
     for host in hosts:
         health = actions.gate(host, settings)
@@ -1141,8 +1374,22 @@ def _write_drift_report(settings: Settings, dry: DryRun, text: str) -> None:
     if settings.report:
         settings.report.write_text(text)
         settings.report.with_suffix(".json").write_text(
-            json.dumps(drift_json(dry), indent=2) + "\n"
+            json.dumps(drift_json(dry, settings.shard), indent=2) + "\n"
         )
+
+
+def _dry_run_limits(settings: Settings, hosts: Sequence[Host]) -> list[str]:
+    """--limit proxies for the whole fleet; a shard names its hosts (pyinfra reaches only them)."""
+    return [h.name for h in hosts] if settings.shard else [settings.group]
+
+
+def _empty_shard_report(settings: Settings, title: str) -> int:
+    """An empty shard still writes its report: `join-drift` then knows the shard ran."""
+    assert settings.shard is not None
+    now = datetime.now(UTC)
+    text = f"{title} ({now:%Y-%m-%d %H:%M} UTC)\nShard {settings.shard}: no hosts.\n"
+    _write_drift_report(settings, DryRun(hosts=[]), text)
+    return EXIT_OK
 
 
 def _drift_exit(dry: DryRun) -> int:
@@ -1154,10 +1401,16 @@ def _drift_exit(dry: DryRun) -> int:
 
 
 def cmd_drift(settings: Settings, actions: Actions, out: Output) -> int:
-    hosts = actions.load_hosts(settings)
-    dry = actions.dry_run(settings, hosts, [settings.group])
+    hosts = _own_hosts(settings, actions.load_hosts(settings), out)
+    if not hosts:
+        return _empty_shard_report(settings, "Drift report")
+    limits = _dry_run_limits(settings, hosts)
+    dry = actions.dry_run(settings, hosts, limits)
     text = format_drift_report(
-        dry, title="Drift report", command=dry_run_command(settings, [settings.group])
+        dry,
+        title="Drift report",
+        command=dry_run_command(settings, limits),
+        shard=settings.shard,
     )
     out(text.rstrip("\n"))
     _write_drift_report(settings, dry, text)
@@ -1165,10 +1418,16 @@ def cmd_drift(settings: Settings, actions: Actions, out: Output) -> int:
 
 
 def cmd_repair(settings: Settings, actions: Actions, out: Output) -> int:
-    hosts = actions.load_hosts(settings)
-    before = actions.dry_run(settings, hosts, [settings.group])
+    hosts = _own_hosts(settings, actions.load_hosts(settings), out)
+    if not hosts:
+        return _empty_shard_report(settings, "Drift before repair")
+    limits = _dry_run_limits(settings, hosts)
+    before = actions.dry_run(settings, hosts, limits)
     report = format_drift_report(
-        before, title="Drift before repair", command=dry_run_command(settings, [settings.group])
+        before,
+        title="Drift before repair",
+        command=dry_run_command(settings, limits),
+        shard=settings.shard,
     )
     out(report.rstrip("\n"))
     drifted = [h for h in hosts if h.name in before.drifted]
@@ -1192,7 +1451,10 @@ def cmd_repair(settings: Settings, actions: Actions, out: Output) -> int:
     names = [h.name for h in drifted]
     after = actions.dry_run(settings, drifted, names)
     after_text = format_drift_report(
-        after, title="Drift after repair", command=dry_run_command(settings, names)
+        after,
+        title="Drift after repair",
+        command=dry_run_command(settings, names),
+        shard=settings.shard,
     )
     out(after_text.rstrip("\n"))
     if after.drifted:
@@ -1206,9 +1468,80 @@ def cmd_repair(settings: Settings, actions: Actions, out: Output) -> int:
     return EXIT_ERROR if before.not_checked else EXIT_OK
 
 
+SHARD_REPORT_GLOB = "{stem}-shard-*-of-*.json"
+
+
+def _read_shard_report(path: Path) -> tuple[DryRun, Shard]:
+    try:
+        dry, shard = dry_run_from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as e:  # JSONDecodeError is a ValueError
+        raise RolloutError(f"{path}: not a readable drift report ({e})") from None
+    if shard is None:
+        raise RolloutError(f'{path}: not a shard\'s drift report (its "shard" is null)')
+    return dry, shard
+
+
+def join_drift_reports(reports: Sequence[tuple[DryRun, Shard]]) -> tuple[DryRun, int, list[int]]:
+    """The shards' dry runs as one over the whole fleet (hosts in name order, the inventory's),
+    its shard count, and the shards without a report (in the joined run's error)."""
+    totals = sorted({shard.total for _, shard in reports})
+    if len(totals) != 1:
+        raise RolloutError(
+            "the reports come from different shard counts ("
+            + ", ".join(str(shard) for _, shard in reports)
+            + "): remove the ones left over from an earlier run"
+        )
+    total = totals[0]
+    joined = DryRun(hosts=[])
+    errors = []
+    seen: set[int] = set()
+    for dry, shard in sorted(reports, key=lambda r: r[1].index):
+        if shard.index in seen:
+            raise RolloutError(f"two reports of shard {shard}")
+        seen.add(shard.index)
+        joined.hosts += dry.hosts
+        joined.drift.update(dry.drift)
+        joined.not_checked.update(dry.not_checked)
+        if dry.error:
+            errors.append(f"shard {shard}: {dry.error}")
+    missing = [i for i in range(1, total + 1) if i not in seen]
+    errors += [f"shard {i}/{total} wrote no report (did its job stop before?)" for i in missing]
+    joined.hosts.sort()
+    joined.error = "; ".join(errors) or None
+    return joined, total, missing
+
+
+def cmd_join_drift(settings: Settings, out: Output) -> int:
+    """drift-report-shard-*-of-*.json -> drift-report.txt and .json, the whole fleet's."""
+    target = settings.report or Path("drift-report.txt")
+    pattern = SHARD_REPORT_GLOB.format(stem=target.stem)
+    paths = sorted(target.parent.glob(pattern))
+    if not paths:
+        whole = target.with_suffix(".json")
+        if whole.is_file():
+            out(
+                f"no shard report ({pattern}): the drift check ran unsharded, so {target} is "
+                "already the whole fleet's report"
+            )
+            return EXIT_OK
+        raise RolloutError(f"no drift report to join: neither {pattern} nor {whole}")
+    joined, total, missing = join_drift_reports([_read_shard_report(p) for p in paths])
+    text = format_drift_report(
+        joined,
+        title=f"Drift report of the whole fleet ({total - len(missing)} of {total} shards)",
+        command=None,
+        sources=[p.name for p in paths],
+    )
+    out(text.rstrip("\n"))
+    target.write_text(text)
+    doc = drift_json(joined) | {"shards": {"total": total, "missing": missing}}
+    target.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
+    return EXIT_ERROR if missing else EXIT_OK
+
+
 # --- Command line ---------------------------------------------------------------------------------
 
-MODES = ("deploy", "canary", "fleet", "verify", "drift", "repair")
+MODES = ("deploy", "canary", "fleet", "verify", "drift", "repair", "join-drift")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1245,6 +1578,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--health-attempts", help="tries before a host is unhealthy (default 6)")
     parser.add_argument("--health-interval", help="seconds between tries (default 5)")
     parser.add_argument("--health-host", help="Host header of the checks (default: the address)")
+    parser.add_argument(
+        "--shard",
+        help="I/N: only the proxies of shard I of N, by EC2 instance id (fleet, verify, drift, "
+        "repair; default: CI_NODE_INDEX/CI_NODE_TOTAL when set, else every proxy)",
+    )
     parser.add_argument("--deploy-file", default=DEFAULT_DEPLOY_FILE, help=argparse.SUPPRESS)
     parser.add_argument("--pyinfra", help="pyinfra command (default: this Python's -m pyinfra)")
     return parser
@@ -1259,15 +1597,20 @@ def main(
     actions = actions or Actions()
     try:
         settings = settings_from(args, os.environ if environ is None else environ)
-        out = Output(settings.report if args.mode not in ("drift", "repair") else None)
+        check_mode_takes_shard(args.mode, settings.shard)
+        out = Output(
+            settings.report if args.mode not in ("drift", "repair", "join-drift") else None
+        )
         if args.mode in ("deploy", "canary", "fleet"):
             code = cmd_rollout(args.mode, settings, actions, out)
         elif args.mode == "verify":
             code = cmd_verify(settings, actions, out)
         elif args.mode == "drift":
             code = cmd_drift(settings, actions, out)
-        else:
+        elif args.mode == "repair":
             code = cmd_repair(settings, actions, out)
+        else:
+            code = cmd_join_drift(settings, out)
         out.write()
         return code
     except RolloutError as e:
