@@ -78,12 +78,17 @@ clean: lab-down  ## Remove the lab and the venv
 # of all the hosts, the last one repeating (e.g. BATCHES=1,25%,100%; default $$ROLLOUT_BATCHES;
 # not together with BATCH=), MAX_FAIL= the percentage of a batch that may fail before the rollout
 # stops (0-100, default $$ROLLOUT_MAX_FAIL_PERCENT, else 0: the first failure stops it),
-# INVENTORY= another inventory (default inventories/aws.py).
+# INVENTORY= another inventory (default inventories/aws.py), SHARD=I/N only the proxies of shard I
+# of N, by EC2 instance id (fleet, verify, drift, drift-repair; default $$CI_NODE_INDEX/
+# $$CI_NODE_TOTAL, which GitLab's `parallel:` sets, else every proxy; a drift report becomes
+# drift-report-shard-I-of-N.txt, and drift-join joins them).
 BATCH     ?=
 BATCHES   ?=
 MAX_FAIL  ?=
 INVENTORY ?=
-ROLLOUT   := $(PY) -m tools.rollout $(if $(INVENTORY),--inventory $(INVENTORY))
+SHARD     ?=
+ROLLOUT   := $(PY) -m tools.rollout $(if $(INVENTORY),--inventory $(INVENTORY)) \
+             $(if $(SHARD),--shard $(SHARD))
 BATCHING   = $(if $(BATCH),--batch-size $(BATCH)) $(if $(BATCHES),--batches $(BATCHES)) \
              $(if $(MAX_FAIL),--max-fail-percent $(MAX_FAIL))
 
@@ -104,6 +109,11 @@ drift: venv  ## Dry run on every proxy; writes drift-report.txt, fails (exit 3) 
 
 drift-repair: venv  ## Re-deploy only the drifted proxies (health-gated), then check again
 	$(ROLLOUT) repair --report drift-report.txt $(BATCHING)
+
+# tools/rollout.py is standard library only: the CI job that joins the shards' reports needs no venv
+.PHONY: drift-join
+drift-join:  ## Join the shards' drift-report-shard-*.json into drift-report.txt and .json
+	python3 -m tools.rollout join-drift --report drift-report.txt
 
 checkov: $(CHECKOV_VENV)/.installed  ## Security policy check of terraform/ (checkov, offline)
 	$(CHECKOV_VENV)/bin/checkov -d terraform/ --skip-download --compact --quiet
