@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from .errors import InventoryError
 from .hosts import Ec2Inventory
-from .loader import MESSAGE_PREFIX, fail, load_inventory
+from .loader import MESSAGE_PREFIX, collector_paused, fail, load_inventory
 from .settings import PROXY_GROUP, InventorySettings, settings_table_markdown
 
 
@@ -37,17 +37,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.settings_table:
         print(settings_table_markdown(), end="")
         return 0
-    try:
-        settings = InventorySettings.from_environ()
-        inventory = load_inventory(settings, use_cache=not options.no_cache)
-    except InventoryError as error:
-        fail(error)
-    for warning in inventory.warnings:
-        print(f"{MESSAGE_PREFIX}: warning: {warning}", file=sys.stderr)
-    if options.json:
-        print(json.dumps([host.to_json() for host in inventory.hosts], indent=2))
-    else:
-        print(format_listing(inventory, settings))
+    # Building the listing allocates as much as the load: no collector passes for either.
+    with collector_paused():
+        try:
+            settings = InventorySettings.from_environ()
+            inventory = load_inventory(settings, use_cache=not options.no_cache)
+        except InventoryError as error:
+            fail(error)
+        for warning in inventory.warnings:
+            print(f"{MESSAGE_PREFIX}: warning: {warning}", file=sys.stderr)
+        if options.json:
+            print(json.dumps([host.to_json() for host in inventory.hosts], indent=2))
+        else:
+            print(format_listing(inventory, settings))
     return 0
 
 

@@ -10,7 +10,6 @@ Leaves alone: host names, groups and host data (`hosts`), caching (`cache`).
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,9 +29,9 @@ from botocore.exceptions import (
     ProfileNotFound,
     ReadTimeoutError,
 )
-from botocore.loaders import Loader, create_loader
 from botocore.session import Session as BotocoreSession
 
+from .botocore_setup import new_botocore_session
 from .errors import InventoryError
 from .settings import Ec2Filter, InventorySettings
 
@@ -144,23 +143,6 @@ def fetch_instances(settings: InventorySettings, plan: QueryPlan) -> list[Ec2Ins
         ]
         results = [future.result() for future in futures]
     return [instance for region_instances in results for instance in region_instances]
-
-
-@functools.cache
-def shared_data_loader() -> Loader:
-    """botocore's service models, parsed once per process.
-
-    Every new botocore session would otherwise re-read and parse the EC2 model (about 0.3 s);
-    the benchmark clears this cache to measure what a fresh pyinfra process pays.
-    """
-    return create_loader()
-
-
-def new_botocore_session(profile: str | None = None) -> BotocoreSession:
-    """A botocore session (boto3's default credential chain) sharing the parsed models."""
-    session = BotocoreSession(profile=profile)
-    session.register_component("data_loader", shared_data_loader())
-    return session
 
 
 def open_session(settings: InventorySettings) -> BotocoreSession:

@@ -9,7 +9,6 @@ naming the variable, the value and what is allowed, before anything talks to AWS
 from __future__ import annotations
 
 import difflib
-import functools
 import os
 import re
 from collections.abc import Mapping
@@ -17,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from botocore.session import get_session
-
+from .botocore_setup import known_regions
 from .errors import InventoryError
 
 PREFIX = "EC2_INVENTORY_"
@@ -405,17 +403,6 @@ def parse_regions(env: Mapping[str, str]) -> tuple[str, ...]:
     if len(set(regions)) != len(regions):
         raise InventoryError(f"{name}={raw!r} lists a region twice")
     return tuple(regions)
-
-
-@functools.cache
-def known_regions() -> frozenset[str]:
-    """Every EC2 region in botocore's endpoint data, across all partitions."""
-    session = get_session()
-    return frozenset(
-        region
-        for partition in session.get_available_partitions()
-        for region in session.get_available_regions("ec2", partition_name=partition)
-    )
 
 
 def parse_filter_entries(name: str, raw: str, *, tag_keys: bool) -> tuple[Ec2Filter, ...]:

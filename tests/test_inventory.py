@@ -6,6 +6,7 @@ on loopback (an unreachable endpoint, and the moto_server the pyinfra CLI tests 
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -30,6 +31,7 @@ from pyinfra.api.exceptions import NoGroupError
 from pyinfra.connectors.sshuserclient.config import SSHConfig
 
 from inventories import ec2 as ec2_module
+from inventories import loader as loader_module
 from inventories.cache import cache_path, read_cached, write_cached
 from inventories.cli import format_listing, main
 from inventories.ec2 import Ec2Instance, explain_error, new_botocore_session, plan_queries
@@ -599,6 +601,110 @@ def test_retry_mode_and_attempts_reach_botocore_when_set() -> None:
     )
     assert config.retries == {"mode": "adaptive", "max_attempts": 8}
     assert config.connect_timeout == 5
+
+
+def test_queries_filter_server_side_and_ask_1000_per_page_by_default(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fleet.launch("proxy-1")
+    calls: list[dict[str, Any]] = []
+    original = ec2_module.open_session
+
+    def open_recording_session(settings: InventorySettings) -> Any:
+        session = original(settings)
+        session.register(
+            "provide-client-params.ec2.DescribeInstances",
+            lambda params, **_: calls.append(params),
+        )
+        return session
+
+    monkeypatch.setattr(ec2_module, "open_session", open_recording_session)
+    load(ENVIRONMENT="lab")
+    # EC2 has no field projection: the filters are what keeps the answers small.
+    assert [call["MaxResults"] for call in calls] == [1000, 1000]
+    assert [{f["Name"]: f["Values"] for f in call["Filters"]} for call in calls] == [
+        {
+            "tag:Role": [role],
+            "tag:Environment": ["lab"],
+            "instance-state-name": ["running"],
+        }
+        for role in ("reverse-proxy", "app")
+    ]
+
+
+# --- botocore setup -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2025-01-01T10:30:00.000Z",  # what EC2 sends
+        "2025-01-01T10:30:00Z",
+        "2025-01-01T12:30:00.123456+02:00",
+        "2025-01-01T10:30:00",  # no zone: botocore's parser decides
+        "1735727400",  # epoch seconds
+        "Wed, 01 Jan 2025 10:30:00 GMT",  # RFC 822
+    ],
+)
+def test_timestamp_parser_gives_the_instant_botocore_gives(value: str) -> None:
+    from botocore.utils import parse_timestamp as botocore_parse_timestamp
+
+    from inventories.botocore_setup import parse_timestamp
+
+    parsed, expected = parse_timestamp(value), botocore_parse_timestamp(value)
+    assert parsed == expected
+    assert parsed.utcoffset() == expected.utcoffset()
+
+
+def test_sessions_share_one_data_loader_and_the_timestamp_parser() -> None:
+    from inventories.botocore_setup import parse_timestamp, shared_data_loader
+
+    first, second = new_botocore_session(), new_botocore_session()
+    assert first.get_component("data_loader") is shared_data_loader()
+    assert second.get_component("data_loader") is shared_data_loader()
+    parser = first.get_component("response_parser_factory").create_parser("ec2")
+    assert parser._timestamp_parser is parse_timestamp
+
+
+def test_known_regions_are_those_botocore_lists_for_ec2() -> None:
+    from botocore.session import get_session
+
+    from inventories.botocore_setup import known_regions
+
+    session = get_session()
+    expected = {
+        region
+        for partition in session.get_available_partitions()
+        for region in session.get_available_regions("ec2", partition_name=partition)
+    }
+    assert known_regions() == expected
+    assert {"eu-west-1", "us-east-1", "cn-north-1", "us-gov-west-1"} <= known_regions()
+
+
+@pytest.mark.parametrize("enabled_before", [True, False])
+def test_collector_is_paused_while_loading_then_as_before(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch, enabled_before: bool
+) -> None:
+    fleet.launch("proxy-1")
+    seen: list[bool] = []
+    original = ec2_module.fetch_instances
+
+    def fetch_noting_collector(*args: Any) -> Any:
+        seen.append(gc.isenabled())
+        return original(*args)
+
+    monkeypatch.setattr(loader_module, "fetch_instances", fetch_noting_collector)
+    if not enabled_before:
+        gc.disable()
+    try:
+        assert names(load()) == ["proxy-1"]
+        assert seen == [False]
+        assert gc.isenabled() is enabled_before
+        with pytest.raises(InventoryError):
+            load(ENVIRONMENT="nowhere")  # an error restores it too
+        assert gc.isenabled() is enabled_before
+    finally:
+        gc.enable()
 
 
 # --- host names -----------------------------------------------------------------------------
