@@ -18,6 +18,7 @@ LINK_PREFIX = "plv-"
 BACKEND_PORT = 8080
 BACKEND_CONTROL_PORT = 9000  # on the backend namespace's loopback only: counters and fail rate
 BACKEND_IDLE_TIMEOUT = 30  # seconds a keepalive connection may idle on the backend
+APT_CACHE_PORT = 3142  # apt-cacher-ng on the bridge address (lab/aptcache.py)
 AWS_PORT = int(os.environ.get("LAB_AWS_PORT", "5077"))
 AWS_REGION = "eu-west-1"
 AWS_ZONE = "eu-west-1a"

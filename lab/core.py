@@ -11,7 +11,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from lab import base, config, fakeaws, hosts, net, state
+from lab import aptcache, base, config, fakeaws, hosts, limits, net, state
 from lab.config import Node
 from lab.sh import LabError, run
 
@@ -24,6 +24,7 @@ REQUIRED_COMMANDS = {
     "nsenter": "util-linux",
     "ssh-keygen": "openssh-client",
     "curl": "curl",
+    "apt-cacher-ng": "apt-cacher-ng",
 }
 
 
@@ -72,8 +73,10 @@ def up(proxies: int, suites: dict[int, str]) -> dict:
 def _up(lab_state: dict) -> None:
     members = members_of(lab_state)
     containers = [n for n in members if n.container]
-    net.ensure_bridge()  # the fake AWS listens on the bridge's address
+    net.ensure_bridge()  # the fake AWS and the package cache listen on the bridge's address
     fakeaws.start(lab_state)
+    aptcache.start(lab_state)
+    limits.raise_for(lab_state, len(containers))
     with ThreadPoolExecutor(max_workers=2) as pool:
         bases = dict(
             zip(
@@ -154,6 +157,7 @@ def down() -> None:
             state.stop_pid(pids[name])
     members = members_of(lab_state) if lab_state.get("proxies") else config.nodes(0)
     net.remove_all(lab_state, members)
+    limits.restore(lab_state)
     for ns in net.lab_namespaces():  # left by a lab of another shape
         run(["ip", "netns", "del", ns], check=False)
     for link in net.lab_links():

@@ -1,4 +1,10 @@
-"""The proxy hosts: a copy of a base root per host, booted with systemd-nspawn in its namespace."""
+"""The proxy hosts: an overlay over the cached base root per host, booted with systemd-nspawn in
+its namespace.
+
+Each host's root is an overlayfs mount: the base root (read-only, shared by every host of that
+suite) below, the host's own changes in `hosts/NAME/upper` above. Fifty hosts then cost their
+changes on disk, not fifty copies of the base, and a host is ready in milliseconds instead of the
+seconds a copy takes."""
 
 from __future__ import annotations
 
@@ -16,9 +22,17 @@ from lab.net import mirror_addresses
 from lab.sh import LabError, run
 
 BOOT_TIMEOUT = 90.0
+# Every host's apt goes through the lab's package cache (lab/aptcache.py): fifty hosts download
+# each package from the mirror once.
+APT_PROXY = f'Acquire::http::Proxy "http://{config.BRIDGE_ADDRESS}:{config.APT_CACHE_PORT}";\n'
 
 
 def root_of(node: Node) -> Path:
+    """The host's root as it boots: the overlay mount point."""
+    return host_dir(node) / "root"
+
+
+def host_dir(node: Node) -> Path:
     return config.STATE_DIR / "hosts" / node.name
 
 
@@ -32,13 +46,14 @@ def ensure_ssh_key() -> str:
 
 
 def prepare_root(node: Node, base: Path, public_key: str) -> None:
-    """Copy BASE for NODE and make it that host: its own host keys, name, machine id, login key."""
+    """Mount NODE's root over BASE and make it that host: its own host keys, name, machine id,
+    login key, and the lab's package cache as its apt proxy."""
     root = root_of(node)
-    if (root / ".lab-ready").exists():
+    if root.is_mount() and (root / ".lab-ready").exists():
         return
-    shutil.rmtree(root, ignore_errors=True)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    run(["cp", "-a", "--reflink=auto", str(base), str(root)])
+    _unmount(root)
+    shutil.rmtree(host_dir(node), ignore_errors=True)
+    _mount_overlay(base, host_dir(node))
     run(["ssh-keygen", "-q", "-A", "-f", str(root)])
     (root / "etc/hostname").write_text(f"{node.name}\n")
     (root / "etc/machine-id").write_text(secrets.token_hex(16) + "\n")
@@ -53,7 +68,29 @@ def prepare_root(node: Node, base: Path, public_key: str) -> None:
     for path in (ssh_dir, ssh_dir / "authorized_keys"):
         os.chown(path, uid, gid)
     (ssh_dir / "authorized_keys").chmod(0o600)
+    (root / "etc/apt/apt.conf.d/01lab-proxy").write_text(APT_PROXY)
     (root / ".lab-ready").write_text("")
+
+
+def _mount_overlay(base: Path, directory: Path) -> None:
+    for part in ("upper", "work", "root"):
+        (directory / part).mkdir(parents=True, exist_ok=True)
+    options = f"lowerdir={base},upperdir={directory / 'upper'},workdir={directory / 'work'}"
+    try:
+        run(["mount", "-t", "overlay", "overlay", "-o", options, str(directory / "root")])
+    except LabError as exc:
+        raise LabError(
+            f"cannot mount the overlay root of {directory.name} (this machine's kernel must "
+            f"offer overlayfs, and {config.STATE_DIR} must not itself be on overlayfs): {exc}"
+        ) from exc
+
+
+def _unmount(root: Path) -> None:
+    """Unmount an overlay root; lazily if a process that is going away still holds it."""
+    if root.is_mount():
+        run(["umount", str(root)], check=False)
+    if root.is_mount():
+        run(["umount", "--lazy", str(root)], check=False)
 
 
 def _admin_ids(root: Path) -> tuple[int, int]:
@@ -176,7 +213,14 @@ def write_known_hosts(members: list[Node]) -> None:
 
 
 def remove_roots() -> None:
-    shutil.rmtree(config.STATE_DIR / "hosts", ignore_errors=True)
+    """Unmount and delete every host's root (never the bases below them)."""
+    hosts_dir = config.STATE_DIR / "hosts"
+    if hosts_dir.exists():
+        for directory in hosts_dir.iterdir():
+            _unmount(directory / "root")
+            if (directory / "root").is_mount():
+                raise LabError(f"{directory / 'root'} is still mounted: not deleting it")
+    shutil.rmtree(hosts_dir, ignore_errors=True)
 
 
 def reboot(node: Node, lab_state: dict) -> None:
