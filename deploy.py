@@ -4,10 +4,12 @@
     pyinfra inventories/aws.py deploy.py --limit proxy-2   # one host
 
 Each line below is one concern, in its own module under tasks/. Settings are validated, and the
-lockout guard checked, for every host before anything runs (tasks/preflight.py).
+lockout guard checked, for every host before anything runs (tasks/preflight.py); then the host's
+state is read in one command (tasks/facts.py), and each task compares against it.
 """
 
 from tasks import (
+    facts,
     firewall,
     log_shipping,
     nginx_install,
@@ -20,6 +22,7 @@ from tasks import (
 )
 
 preflight.check_settings_and_access()
+facts.read_all()  # every fact the tasks below compare, in one remote command
 nginx_install.package_source()
 packages.install_needed()
 nginx_proxy.configure_proxy()

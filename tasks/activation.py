@@ -32,7 +32,7 @@ from pyinfra.api.util import get_template
 from pyinfra.facts.files import Sha1File
 
 from tasks import drift
-from tasks.facts import ManagedFiles, fact
+from tasks.facts import ManagedFiles, ask, asks, fact
 
 STATE_DIR = "/var/lib/proxy-deploy"
 ACTIVE_DIR = f"{STATE_DIR}/active"
@@ -67,7 +67,7 @@ def fingerprint(files: dict[str, str]) -> str:
 
 def recorded(label: str) -> str | None:
     """The fingerprint LABEL's service was last activated with, if any."""
-    return (fact(ActivationRecords) or {}).get(label)
+    return (ask(_activation_records) or {}).get(label)
 
 
 def record_command(label: str, value: str) -> str:
@@ -99,8 +99,18 @@ def wrong_mode(path: str, mode: str) -> str | None:
     return live if live and live != mode.lstrip("0") else None
 
 
+@asks
+def _managed_files() -> tuple[type[ManagedFiles], dict]:
+    return ManagedFiles, {"paths": tuple(MANAGED_FILES)}
+
+
+@asks
+def _activation_records() -> tuple[type[ActivationRecords], dict]:
+    return ActivationRecords, {}
+
+
 def _managed(path: str) -> tuple[str | None, str | None]:
-    return fact(ManagedFiles, paths=tuple(MANAGED_FILES)).get(path, (None, None))
+    return ask(_managed_files).get(path, (None, None))
 
 
 def differing(files: dict[str, str]) -> dict[str, str]:
@@ -108,8 +118,25 @@ def differing(files: dict[str, str]) -> dict[str, str]:
     return {path: content for path, content in files.items() if live_sha1(path) != sha1(content)}
 
 
-@operation()
 def install_validated(
+    name: str,
+    files: dict[str, str],
+    check: str,
+    label: str,
+    tree: str | None = None,
+    mode: str = "644",
+) -> OperationMeta | None:
+    """The operation `validated_install` (below) when a file of FILES differs in content or
+    mode; None, and no operation at all, when every one matches. (Each pyinfra operation costs
+    the controller a walk of the Python stack: on a converged fleet, calling none is most of what
+    makes a no-op cheap.)"""
+    if not differing(files) and not any(wrong_mode(path, mode) for path in files):
+        return None
+    return validated_install(name=name, files=files, check=check, label=label, tree=tree, mode=mode)
+
+
+@operation()
+def validated_install(
     files: dict[str, str],
     check: str,
     label: str,
@@ -160,12 +187,12 @@ def activate(
     files: dict[str, str],
     commands: list[str],
     subject: str,
-    installed: OperationMeta,
+    installed: OperationMeta | None,
     live_drift: str | None = None,
 ) -> None:
     """Make LABEL's service run FILES (COMMANDS: reload, then checks; the record written last).
 
-    + installed: the install_validated operation of FILES
+    + installed: what install_validated returned for FILES
     + live_drift: what the service itself shows is stale (e.g. nginx's workers older than its
       file), when it offers such a fingerprint; None if nothing
 
@@ -174,7 +201,7 @@ def activate(
     record differs, or LIVE_DRIFT), that is drift: reported, and activated unconditionally.
     Otherwise there is nothing to do.
     """
-    if differing(files):
+    if differing(files) and installed is not None:
         activated(name=name, label=label, files=files, commands=commands, _if=installed.did_change)
         return
     why = live_drift
@@ -275,8 +302,17 @@ def render(template: str, **data: object) -> str:
     return get_template(posixpath.join(TEMPLATES, template)).render(**data)
 
 
+def install_file(name: str, path: str, content: str, mode: str = "644") -> bool:
+    """The operation `file_installed` (below) when PATH differs from CONTENT or MODE; True
+    then, False (and no operation) when it matches."""
+    if live_sha1(path) == sha1(content) and not wrong_mode(path, mode):
+        return False
+    file_installed(name=name, path=path, content=content, mode=mode)
+    return True
+
+
 @operation()
-def install_file(path: str, content: str, mode: str = "644"):
+def file_installed(path: str, content: str, mode: str = "644"):
     """
     Install one file that needs no validation (units, scripts, drop-ins), by one rename; a drift
     check records its diff.

@@ -28,7 +28,7 @@ from tasks.activation import (
     render,
     sha1,
 )
-from tasks.facts import fact
+from tasks.facts import ask, asks
 from tasks.settings import for_host, ssh_port_of
 from tasks.units import service_state, watches
 
@@ -40,6 +40,11 @@ PACKAGES = ("nftables",)
 # sha1 of the live table (`-s`: without counters, which change with every packet).
 LIST_TABLE = f"nft -s list table {TABLE} 2>/dev/null | sha1sum | cut -d' ' -f1"
 NO_TABLE = sha1("")  # what LIST_TABLE prints when the table does not exist
+
+
+@asks
+def _live_table() -> tuple[type[Command], dict]:
+    return Command, {"command": LIST_TABLE}
 
 
 @deploy("Firewall: nftables allowlist")
@@ -60,15 +65,15 @@ def configure_firewall() -> None:
     service_state(name="Enable nftables at boot", unit="nftables", enabled=True)
 
 
-def _load(installed: OperationMeta, ruleset_sha1: str) -> None:
+def _load(installed: OperationMeta | None, ruleset_sha1: str) -> None:
     """Load the ruleset after a new one is installed (`_if=`); or, when the file is the desired
     one, unless the record says this very ruleset is loaded and the live table is still the one
     loaded then (drift: reported, and loaded)."""
     name = f"Load the {TABLE} table (one atomic transaction)"
-    if installed.will_change:
+    if installed is not None and installed.will_change:
         ruleset_loaded(name=name, ruleset_sha1=ruleset_sha1, _if=installed.did_change)
         return
-    live = (fact(Command, command=LIST_TABLE) or "").strip()
+    live = (ask(_live_table) or "").strip()
     loaded_file, _, loaded_table = (recorded("firewall") or "").partition(" ")
     if (loaded_file, loaded_table) == (ruleset_sha1, live):
         host.noop(f"{TABLE} is loaded as deployed")

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.files import File
 
 from tasks.activation import install_file, manages, render, template_text
-from tasks.facts import fact
+from tasks.facts import exists, looks_for
 from tasks.settings import for_host, instance_identity
 from tasks.units import install_units, service_state, watches
 
@@ -29,6 +28,7 @@ SCRIPT = "/usr/local/lib/proxy-deploy/ship-logs"
 ENV_FILE = "/etc/default/proxy-log-shipping"
 manages(SCRIPT, ENV_FILE, *(f"{UNIT_DIR}/{UNIT}.{kind}" for kind in ("service", "timer")))
 watches(f"{UNIT}.service", f"{UNIT}.timer")
+looks_for(f"{UNIT_DIR}/{UNIT}.timer")
 # The uploader's S3 client (curl signs with AWS SigV4 since 7.75; Debian 12 has 7.88).
 # Hosts converged before this keep python3-boto3: nothing removes a package the deploy stops
 # declaring, and an operator may use it.
@@ -39,7 +39,7 @@ PACKAGES = ("curl",)
 def ship_logs() -> None:
     settings = for_host(host)
     if not settings.log_bucket:
-        if fact(File, path=f"{UNIT_DIR}/{UNIT}.timer"):
+        if exists(f"{UNIT_DIR}/{UNIT}.timer"):
             service_state(
                 name=f"Stop and disable {UNIT}.timer (log_bucket is empty)",
                 unit=f"{UNIT}.timer",

@@ -27,7 +27,8 @@ from pyinfra.api import FactBase, deploy
 from pyinfra.operations import files
 
 from tasks.activation import activate, install_validated, manages, render
-from tasks.facts import fact
+from tasks.apt_packages import installed_packages
+from tasks.facts import ask, asks, exists, looks_for
 from tasks.settings import (
     Settings,
     backends,
@@ -46,17 +47,24 @@ OLD_PROXY_FILE = "/etc/nginx/conf.d/proxy.conf"
 NGINX_CONF = "/etc/nginx/nginx.conf"
 manages(NGINX_CONF)
 watches("nginx.service")
+looks_for(DEFAULT_SITE_LINK, DEFAULT_SITE_FILE, OLD_PROXY_FILE)
 
 
 @deploy("Configure nginx as a retrying reverse proxy")
 def configure_proxy() -> None:
     settings = for_host(host)
-    files.link(
-        name=f"Remove the default site {DEFAULT_SITE_LINK}", path=DEFAULT_SITE_LINK, present=False
-    )
-    files.file(
-        name=f"Remove the default site {DEFAULT_SITE_FILE}", path=DEFAULT_SITE_FILE, present=False
-    )
+    if _may_exist(DEFAULT_SITE_LINK):
+        files.link(
+            name=f"Remove the default site {DEFAULT_SITE_LINK}",
+            path=DEFAULT_SITE_LINK,
+            present=False,
+        )
+    if _may_exist(DEFAULT_SITE_FILE):
+        files.file(
+            name=f"Remove the default site {DEFAULT_SITE_FILE}",
+            path=DEFAULT_SITE_FILE,
+            present=False,
+        )
     wanted = rendered_files(settings, inventory_backend_addresses(host))
     config = install_validated(
         name="Install the nginx configuration (checked with nginx -t first)",
@@ -75,11 +83,26 @@ def configure_proxy() -> None:
         commands=["systemctl reload-or-restart nginx", health_check_command(settings)],
         subject="nginx",
         installed=config,
-        live_drift=fact(NginxLoaded).drift(NGINX_CONF),
+        live_drift=ask(_nginx_loaded).drift(NGINX_CONF),
     )
-    files.file(
-        name=f"Remove {OLD_PROXY_FILE} (now part of nginx.conf)", path=OLD_PROXY_FILE, present=False
-    )
+    if _may_exist(OLD_PROXY_FILE):
+        files.file(
+            name=f"Remove {OLD_PROXY_FILE} (now part of nginx.conf)",
+            path=OLD_PROXY_FILE,
+            present=False,
+        )
+
+
+def _may_exist(path: str) -> bool:
+    """Whether PATH is there to remove. The facts were read before this run installed anything:
+    when nginx was not installed yet, its package is about to create the default site, so the
+    removal is planned (pyinfra's operation then looks at the file itself when it runs)."""
+    return "nginx" not in installed_packages() or exists(path)
+
+
+@asks
+def _nginx_loaded() -> tuple[type[NginxLoaded], dict]:
+    return NginxLoaded, {}
 
 
 @dataclass(frozen=True)

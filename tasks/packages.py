@@ -14,12 +14,10 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt
 
 from tasks import drift, firewall, log_shipping, nginx_install, updates
-from tasks.apt_packages import ensure_installed
-from tasks.facts import fact
+from tasks.apt_packages import ensure_installed, installed_packages
 from tasks.hardening_defaults import PACKAGES_NOT_ON_A_PROXY, SERVICES_NOT_ON_A_PROXY
 from tasks.settings import Settings, for_host
 from tasks.units import service_state, unit_state, watches
@@ -45,7 +43,7 @@ def install_needed() -> None:
 
 @deploy("Remove what a proxy does not need")
 def remove_unneeded() -> None:
-    installed = fact(DebPackages) or {}
+    installed = installed_packages()
     unwanted = [name for name in PACKAGES_NOT_ON_A_PROXY if name in installed]
     if unwanted:
         for package in unwanted:

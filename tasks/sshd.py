@@ -29,7 +29,6 @@ from shlex import quote
 from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import PyinfraError
-from pyinfra.facts.files import File
 from pyinfra.facts.server import Command
 from pyinfra.operations import python, server
 
@@ -46,7 +45,7 @@ from tasks.activation import (
     render,
     template_text,
 )
-from tasks.facts import fact
+from tasks.facts import ask, asks, exists, looks_for
 from tasks.hardening_defaults import SSHD_MODULI_MIN_SIZE_FIELD, parse_openssh_version
 from tasks.settings import for_host, ssh_port_of
 from tasks.ssh_login import fresh_login_runs
@@ -66,13 +65,19 @@ manages(
     *(f"{UNIT_DIR}/{ROLLBACK_UNIT}.{kind}" for kind in ("service", "timer")),
 )
 watches(f"{ROLLBACK_UNIT}.service", f"{ROLLBACK_UNIT}.timer")
+looks_for(PENDING)
+
+
+@asks
+def _moduli_and_version() -> tuple[type[Command], dict]:
+    """The weak moduli count on the first line, `ssh -V` on the second."""
+    return Command, {"command": f"{_count_weak_moduli()}; ssh -V 2>&1"}
 
 
 @deploy("Harden the SSH daemon")
 def harden_sshd() -> None:
     settings = for_host(host)
-    # One command: the weak moduli count on the first line, `ssh -V` on the second.
-    version_and_count = fact(Command, command=f"{_count_weak_moduli()}; ssh -V 2>&1") or ""
+    version_and_count = ask(_moduli_and_version) or ""
     weak_moduli, _, version = version_and_count.partition("\n")
     openssh = parse_openssh_version(version)
     if weak_moduli.strip() not in ("", "0"):
@@ -97,7 +102,7 @@ def harden_sshd() -> None:
 
 def _why_unconfirmed(wanted: dict[str, str]) -> str | None:
     """None when sshd runs WANTED and a fresh login confirmed it; else why it is not so."""
-    if fact(File, path=PENDING):
+    if exists(PENDING):
         return "a change is not confirmed yet by a fresh login (the rollback timer is armed)"
     if differing(wanted):
         return f"{SSHD_CONFIG} is not the deployed file (the repair reloads sshd, then confirms)"

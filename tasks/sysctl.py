@@ -19,7 +19,7 @@ from pyinfra.facts.server import Command, Sysctl
 
 from tasks import drift
 from tasks.activation import install_file, manages, render
-from tasks.facts import fact
+from tasks.facts import ask, asks
 from tasks.hardening_defaults import (
     SYSCTL_CONF_PATH,
     SYSCTL_DEFAULTS,
@@ -29,6 +29,17 @@ from tasks.hardening_defaults import (
 from tasks.settings import for_host
 
 manages(SYSCTL_CONF_PATH)
+
+
+@asks
+def _live_values() -> tuple[type[Sysctl], dict]:
+    """The live value of every key the sysctl.d file sets (absent: the kernel has no such key)."""
+    return Sysctl, {"keys": sorted(merged_sysctl(for_host(host).sysctl_overrides))}
+
+
+@asks
+def _container() -> tuple[type[Command], dict]:
+    return Command, {"command": "systemd-detect-virt --container || true"}
 
 
 @deploy("Kernel and network settings (sysctl)")
@@ -41,11 +52,14 @@ def harden_sysctl() -> None:
         content=render("sysctl/hardening.conf.j2", s=settings, sysctl_defaults=SYSCTL_DEFAULTS),
     )
     live_keys, persisted_only = _settable(list(wanted))
-    live_values(
-        name="Apply the sysctl settings to the running kernel",
-        wanted={key: wanted[key] for key in live_keys},
-        all_keys=sorted(wanted),
-    )
+    applied = {key: wanted[key] for key in live_keys}
+    differ = _live_differs(applied)
+    if differ:
+        for key, value in differ.items():
+            drift.state_differs(
+                key, f"live {value}, should be {applied[key]}", "Apply the sysctl settings"
+            )
+        live_values(name="Apply the sysctl settings to the running kernel", wanted=applied)
     if persisted_only:
         logger.info(
             f"[{host.name}] sysctl: {len(persisted_only)} settings persisted but not applied "
@@ -53,25 +67,23 @@ def harden_sysctl() -> None:
         )
 
 
+def _live_differs(wanted: dict[str, str]) -> dict[str, str]:
+    """The keys of WANTED whose live value differs -> the live value, as shown to a person."""
+    live = ask(_live_values) or {}
+    return {k: _shown(live.get(k)) for k, v in wanted.items() if live.get(k) != _typed(v)}
+
+
 @operation()
-def live_values(wanted: dict[str, str], all_keys: list[str]):
+def live_values(wanted: dict[str, str]):
     """
     Write WANTED (key -> value) to the running kernel, in one command, when a live value
-    differs; a drift check records one line per differing key.
+    differs.
 
     + wanted: sysctl key -> value, in the sysctl.d file's order
-    + all_keys: every key of the file, sorted: the same fact `_settable` reads (tasks/facts.py
-      reads it once per run)
     """
-    live = fact(Sysctl, keys=all_keys) or {}
-    differ = {k: v for k, v in wanted.items() if live.get(k) != _typed(v)}
-    if not differ:
+    if not _live_differs(wanted):
         host.noop("the kernel runs every sysctl setting")
         return
-    for key, value in differ.items():
-        drift.state_differs(
-            key, f"live {_shown(live.get(key))}, should be {value}", "Apply the sysctl settings"
-        )
     # Every key, in the file's order, whenever one differs: writing net.ipv4.ip_forward resets
     # net.ipv4.conf.all.accept_redirects (the kernel sets it to !forwarding), so writing only the
     # keys that differ left the next run a key to fix (measured on fresh hosts).
@@ -84,10 +96,10 @@ def _shown(value: object) -> str:
 
 def _settable(keys: list[str]) -> tuple[list[str], list[str]]:
     """(keys to apply live, keys only persisted) for this host."""
-    present = fact(Sysctl, keys=sorted(keys)) or {}
+    present = ask(_live_values) or {}
     existing = [k for k in keys if k in present]
     missing = [k for k in keys if k not in present]
-    container = fact(Command, command="systemd-detect-virt --container || true")
+    container = ask(_container)
     if container and container.strip() not in ("", "none"):
         live, global_only = split_sysctl_for_container(existing)
         return live, missing + global_only

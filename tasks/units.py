@@ -20,7 +20,7 @@ from pyinfra.operations import server, systemd
 
 from tasks import drift
 from tasks.activation import install_file
-from tasks.facts import fact
+from tasks.facts import ask, asks, fact
 
 WATCHED_UNITS: list[str] = []
 # As pyinfra's systemd facts count them: a timer "waiting" and a oneshot "exited" are active.
@@ -51,18 +51,24 @@ class UnitStates(FactBase):
         return states
 
 
+@asks
+def _watched_units() -> tuple[type[UnitStates], dict]:
+    return UnitStates, {"units": tuple(WATCHED_UNITS)}
+
+
 def unit_state(unit: str) -> dict[str, str]:
     """UNIT's properties ({} when systemd said nothing of it): one command for every registered
     unit; an unregistered one costs a command of its own."""
-    units = tuple(WATCHED_UNITS) if unit in WATCHED_UNITS else (unit,)
-    return fact(UnitStates, units=units).get(unit, {})
+    if unit in WATCHED_UNITS:
+        return ask(_watched_units).get(unit, {})
+    return fact(UnitStates, units=(unit,)).get(unit, {})
 
 
 def install_units(units: dict[str, str], purpose: str) -> None:
     """Install UNITS (path -> content) and daemon-reload when one changes or systemd still runs
     an older definition of one of them."""
     changes = [
-        install_file(name=f"Install {path}", path=path, content=content).will_change
+        install_file(name=f"Install {path}", path=path, content=content)
         for path, content in units.items()
     ]
     stale = _stale_units([posixpath.basename(path) for path in units])
@@ -91,8 +97,17 @@ def enable_at_boot(unit: str, purpose: str) -> None:
     server.shell(name=f"Enable {unit} at boot ({purpose})", commands=[f"systemctl enable {unit}"])
 
 
+def service_state(
+    name: str, unit: str, running: bool | None = None, enabled: bool | None = None
+) -> None:
+    """The operation `service_changed` (below) when UNIT's live state is not the wanted one;
+    nothing at all when it is."""
+    if _changes(unit, running, enabled):
+        service_changed(name=name, unit=unit, running=running, enabled=enabled)
+
+
 @operation()
-def service_state(unit: str, running: bool | None = None, enabled: bool | None = None):
+def service_changed(unit: str, running: bool | None = None, enabled: bool | None = None):
     """
     Start or stop, enable or disable UNIT where its live state is not the wanted one; a drift
     check records one line per difference.
@@ -101,21 +116,30 @@ def service_state(unit: str, running: bool | None = None, enabled: bool | None =
     + running: True started, False stopped, None either
     + enabled: True enabled at boot, False disabled, None either
     """
+    changes = _changes(unit, running, enabled)
+    if not changes:
+        host.noop(f"{unit} is as wanted")
+    for why, command in changes:
+        drift.state_differs(unit, why, "")
+        yield command
+
+
+def _changes(
+    unit: str, running: bool | None, enabled: bool | None
+) -> list[tuple[str, StringCommand]]:
+    """(why, systemctl command) for each way UNIT's live state is not the wanted one."""
     name = unit if "." in unit else f"{unit}.service"
     state = unit_state(name)
     now_running = state.get("SubState") in ACTIVE_SUBSTATES
     now_enabled = state.get("UnitFileState") in ("enabled", "static")
-    changed = False
+    changes = []
     if running is not None and now_running != running:
-        drift.state_differs(unit, _should("active", now_running, running), "")
-        yield StringCommand("systemctl", "start" if running else "stop", name)
-        changed = True
+        command = StringCommand("systemctl", "start" if running else "stop", name)
+        changes.append((_should("active", now_running, running), command))
     if enabled is not None and now_enabled != enabled:
-        drift.state_differs(unit, _should("enabled at boot", now_enabled, enabled), "")
-        yield StringCommand("systemctl", "enable" if enabled else "disable", "--quiet", name)
-        changed = True
-    if not changed:
-        host.noop(f"{name} is as wanted")
+        command = StringCommand("systemctl", "enable" if enabled else "disable", "--quiet", name)
+        changes.append((_should("enabled at boot", now_enabled, enabled), command))
+    return changes
 
 
 def _should(what: str, now: bool, wanted: bool) -> str:
