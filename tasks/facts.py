@@ -100,13 +100,14 @@ class ManagedFiles(FactBase):
 
 class Bundle(FactBase):
     """(exit status, output lines) of each of PARTS (shell commands), run one after the other in
-    one command; each part's stderr is dropped, as pyinfra drops a fact's."""
+    one command, each in its own subshell (an `exit` ends only its part); each part's stderr is
+    dropped, as pyinfra drops a fact's."""
 
     default = list
 
     def command(self, parts: tuple[str, ...]) -> str:
         return " ".join(
-            f'{{ {part}\n}} 2>/dev/null; echo "{PART_END} {number} $?";'
+            f'( {part}\n) 2>/dev/null; echo "{PART_END} {number} $?";'
             for number, part in enumerate(parts)
         )
 
