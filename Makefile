@@ -8,6 +8,8 @@ CI_LOCAL     := tools/gitlab-ci-local/node_modules/.bin/gitlab-ci-local
 PY      := $(VENV)/bin/python
 PYINFRA := $(VENV)/bin/pyinfra
 PROXIES ?= 3
+# Lab sizes `make bench` measures the deploy on (bench/deploy_cost.py).
+BENCH_PROXIES ?= 1,10,50
 HOST    ?=
 # Debian packages the lab, the tests and the benchmarks use: command -> package.
 APT_NEEDS := debootstrap:debootstrap systemd-nspawn:systemd-container nft:nftables \
@@ -64,7 +66,7 @@ docs: venv  ## Regenerate docs/settings.md and the README sections built from do
 bench: lab-up  ## Benchmarks on the lab: print tables, write bench/results/*.json
 	$(PY) bench/reliability.py
 	$(PY) bench/overhead.py
-	$(PY) bench/deploy_cost.py --proxies 1,$(PROXIES)
+	$(PY) bench/deploy_cost.py --proxies $(BENCH_PROXIES)
 	$(PY) bench/inventory_build.py
 
 report: venv  ## Reliability report from the proxies' logs (over SSH via the inventory), report.png

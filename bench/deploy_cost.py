@@ -1,11 +1,16 @@
-"""What the deploy costs: the first converge of fresh hosts and a no-op re-run, for 1 and 3
-proxies (more with --proxies), as wall time and number of remote commands.
+"""What the deploy costs: the first converge of fresh hosts and a no-op re-run, for 1, 10 and 50
+proxies (or --proxies), as wall time, remote commands and the controller's CPU time.
 
-    .venv/bin/python bench/deploy_cost.py [--proxies 1,3] [--down-after]
+    .venv/bin/python bench/deploy_cost.py [--proxies 1,10,50] [--down-after]
 
-Each size gets a fresh lab (`python -m lab down`, then `up --proxies N`: new hosts from the cached
-Debian bases), so the first run installs everything. Remote commands are counted from pyinfra's
--vvv output (one `>>>` line per command, facts included). Writes bench/results/deploy_cost.json.
+Each size gets a fresh lab (`python -m lab down`, then `up --proxies N`: new hosts over the cached
+Debian bases, packages through the lab's package cache), so the first run installs everything.
+Per size, three runs of the deploy:
+  1. the first converge, with -vvv: its wall time and remote commands (one `>>>` line each);
+  2. a no-op, as operators run it (no -vvv): its wall time and the controller's CPU seconds
+     (user + system of the pyinfra process, from wait4);
+  3. the same no-op with -vvv, to count its remote commands (and check it changed nothing).
+Prints a table (ratios against the first size) and writes bench/results/deploy_cost.json.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -23,49 +29,93 @@ sys.path.insert(0, str(REPO))
 
 from lab import config, core  # noqa: E402
 
+PYINFRA = str(REPO / ".venv/bin/pyinfra")
 
-def timed_deploy() -> dict:
+
+def deploy(verbose: bool) -> dict:
+    """One deploy of the whole lab: wall seconds, controller CPU seconds, remote commands."""
     env = dict(os.environ, **core.env_vars())
     env.pop("CI", None)
+    command = [PYINFRA, "-y", *(["-vvv"] if verbose else []), "inventories/aws.py", "deploy.py"]
     started = time.monotonic()
-    run = subprocess.run(
-        [str(REPO / ".venv/bin/pyinfra"), "-y", "-vvv", "inventories/aws.py", "deploy.py"],
+    proc = subprocess.Popen(
+        command,
         cwd=REPO,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=1800,
     )
+    output = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.monotonic() - started
-    if run.returncode != 0:
-        raise SystemExit(f"deploy failed:\n{run.stderr[-3000:]}")
-    output = run.stdout + run.stderr
-    return {"seconds": round(seconds, 1), "remote_commands": output.count(">>>")}
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"deploy failed:\n{output[-3000:]}")
+    return {
+        "seconds": round(seconds, 2),
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+        "remote_commands": output.count(">>>") if verbose else None,
+        "changed": changed(output) if verbose else None,
+    }
+
+
+def changed(output: str) -> bool:
+    """Whether pyinfra's results table has an operation that succeeded with a change (its rows
+    end in: hosts, success, error, no change; `-` for none)."""
+    table = output.split("--> Results:")[-1].split("--> Disconnecting")[0]
+    for line in table.splitlines():
+        columns = line.split()
+        if len(columns) >= 4 and columns[-3].isdigit() and int(columns[-3]) > 0:
+            return True
+    return False
+
+
+def measure(count: int) -> dict:
+    core.down()
+    started = time.monotonic()
+    core.up(count, dict(config.DEFAULT_SUITES))
+    boot = round(time.monotonic() - started, 1)
+    first = deploy(verbose=True)
+    noop = deploy(verbose=False)
+    counted = deploy(verbose=True)
+    noop["remote_commands"], noop["changed"] = counted["remote_commands"], counted["changed"]
+    return {"proxies": count, "lab_up_seconds": boot, "first": first, "noop": noop}
+
+
+def print_table(rows: list[dict]) -> None:
+    base = rows[0]
+    print(
+        f"{'proxies':>7} {'lab up s':>8} {'first s':>8} {'cmds/host':>9} "
+        f"{'no-op s':>8} {'x first':>7} {'cmds/host':>9} {'CPU s/host':>10} {'changed':>7}"
+    )
+    for r in rows:
+        n, first, noop = r["proxies"], r["first"], r["noop"]
+        print(
+            f"{n:>7} {r['lab_up_seconds']:>8.1f} {first['seconds']:>8.1f} "
+            f"{first['remote_commands'] / n:>9.1f} {noop['seconds']:>8.2f} "
+            f"{noop['seconds'] / base['noop']['seconds']:>7.2f} "
+            f"{noop['remote_commands'] / n:>9.1f} {noop['cpu_seconds'] / n:>10.3f} "
+            f"{'yes' if noop['changed'] else 'no':>7}"
+        )
+    print(f"(x first: no-op time against {base['proxies']} proxies; {machine()})")
+
+
+def machine() -> str:
+    return f"{os.cpu_count()} CPUs, {platform.machine()}, {time.strftime('%Y-%m-%d')}"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--proxies", default="1,3")
+    parser.add_argument("--proxies", default="1,10,50")
     parser.add_argument("--down-after", action="store_true", help="remove the lab at the end")
     parser.add_argument("--out", default=str(REPO / "bench/results/deploy_cost.json"))
     args = parser.parse_args()
-    rows = []
-    for count in [int(x) for x in args.proxies.split(",")]:
-        core.down()
-        core.up(count, dict(config.DEFAULT_SUITES))
-        first, again = timed_deploy(), timed_deploy()
-        rows.append({"proxies": count, "first": first, "noop": again})
+    rows = [measure(int(x)) for x in args.proxies.split(",")]
     if args.down_after:
         core.down()
-    print(f"{'proxies':>7} {'first s':>8} {'commands':>9} {'no-op s':>8} {'commands':>9}")
-    for r in rows:
-        print(
-            f"{r['proxies']:>7} {r['first']['seconds']:>8.1f} "
-            f"{r['first']['remote_commands']:>9} {r['noop']['seconds']:>8.1f} "
-            f"{r['noop']['remote_commands']:>9}"
-        )
+    print_table(rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"rows": rows}, indent=2))
+    Path(args.out).write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2))
     return 0
 
 

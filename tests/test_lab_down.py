@@ -84,4 +84,8 @@ def test_deploy_cost_bench_runs_on_one_fresh_proxy(tmp_path):
     (row,) = json.loads(out.read_text())["rows"]
     assert row["proxies"] == 1
     assert row["noop"]["remote_commands"] < row["first"]["remote_commands"]
+    # A converged host: one command for the deploy's source address, one for every fact.
+    assert row["noop"]["remote_commands"] <= 2
+    assert row["first"]["changed"] is True
+    assert row["noop"]["changed"] is False
     assert nothing_left() == []
