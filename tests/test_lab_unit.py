@@ -39,3 +39,31 @@ def test_env_lines_point_at_the_fake_aws():
     env = core.env_vars()
     assert env["AWS_ENDPOINT_URL"].startswith("http://10.77.0.1:")  # the lab bridge
     assert env["ENVIRONMENT"] == "lab"
+
+
+def test_inotify_limit_is_raised_for_fifty_hosts_and_put_back(tmp_path, monkeypatch):
+    from lab import limits, state
+
+    knob = tmp_path / "max_user_instances"
+    knob.write_text("128\n")
+    monkeypatch.setattr(limits, "INOTIFY_INSTANCES", knob)
+    monkeypatch.setattr(state, "save", lambda lab_state: None)
+    lab_state: dict = {}
+    limits.raise_for(lab_state, 50)
+    assert int(knob.read_text()) == limits.needed_instances(50) >= 50 * 7 + 128
+    limits.restore(lab_state)
+    assert knob.read_text() == "128\n"
+
+
+def test_inotify_limit_is_never_lowered(tmp_path, monkeypatch):
+    from lab import limits, state
+
+    knob = tmp_path / "max_user_instances"
+    knob.write_text("8192\n")
+    monkeypatch.setattr(limits, "INOTIFY_INSTANCES", knob)
+    monkeypatch.setattr(state, "save", lambda lab_state: None)
+    lab_state: dict = {}
+    limits.raise_for(lab_state, 50)
+    limits.restore(lab_state)
+    assert knob.read_text() == "8192\n"
+    assert "inotify_instances_before" not in lab_state
