@@ -90,6 +90,27 @@ BATCHES   ?=
 MAX_FAIL  ?=
 INVENTORY ?=
 SHARD     ?=
+
+# These values reach shell command lines (and CI passes CANARY_HOST into HOST), so make checks
+# them before any recipe or $$(shell) runs, on their raw text ($$(value): a value such as
+# '$$(shell ...)' is never expanded): only the characters listed, one word, no leading "-".
+# rollout.py then checks what they mean (ranges, shard numbers, host names).
+_comma  := ,
+_digits := 0 1 2 3 4 5 6 7 8 9
+_alnum  := $(_digits) a b c d e f g h i j k l m n o p q r s t u v w x y z \
+           A B C D E F G H I J K L M N O P Q R S T U V W X Y Z
+# $$(call _without,TEXT,CHARS): TEXT with every one of CHARS removed
+_without = $(if $(2),$(call _without,$(subst $(firstword $(2)),,$(1)),$(wordlist 2,$(words $(2)),$(2))),$(1))
+# $$(call _check,NAME,CHARS,WHAT): stop with an error when variable NAME has anything else
+_check = $(if $(or $(findstring $$,$(value $(1))),$(filter-out 0 1,$(words $(value $(1)))),$(filter -%,$(value $(1))),$(strip $(call _without,$(value $(1)),$(2)))),$(error $(1)='$(value $(1))' refused: must be $(3)))
+$(call _check,HOST,$(_alnum) . _ -,a host name (letters$(_comma) digits$(_comma) . _ -))
+$(call _check,BATCH,$(_digits) %,a count or a percentage$(_comma) e.g. 2 or 25%)
+$(call _check,BATCHES,$(_digits) % $(_comma),counts or percentages separated by commas$(_comma) e.g. 1$(_comma)25%$(_comma)100%)
+$(call _check,MAX_FAIL,$(_digits),a percentage from 0 to 100 (digits only))
+$(call _check,SHARD,$(_digits) /,I/N$(_comma) e.g. 2/4)
+$(call _check,INVENTORY,$(_alnum) . _ - /,a file path (letters$(_comma) digits$(_comma) . _ - /))
+$(call _check,PROXIES,$(_digits),a number of lab proxies)
+
 ROLLOUT   := $(PY) -m tools.rollout $(if $(INVENTORY),--inventory $(INVENTORY)) \
              $(if $(SHARD),--shard $(SHARD))
 BATCHING   = $(if $(BATCH),--batch-size $(BATCH)) $(if $(BATCHES),--batches $(BATCHES)) \
