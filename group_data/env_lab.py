@@ -8,6 +8,11 @@ admin_cidrs = ["10.77.0.1/32"]
 # The outsider (10.77.0.30) is deliberately not here.
 allowed_http_cidrs = ["10.77.0.20/32", "10.77.0.1/32"]
 
+# loadgen plays the load balancer too (terraform's output lb_subnet_cidrs in production): nginx
+# takes the client address from its X-Forwarded-For, so per-client limits see the clients behind
+# it (tests/test_trust_lab.py). Its own requests carry no such header and count as its own.
+lb_subnet_cidrs = ["10.77.0.20/32"]
+
 # In the lab one address (loadgen) stands for every client, and the load tests send a few
 # hundred requests a second from it: the per-client limits are raised so they measure the
 # retries, not the rate limiter. In production the limits apply per real client address.

@@ -26,6 +26,11 @@ ROUTES = [
     ("GET", re.compile(r"^/pets/(\d+)$"), "/pets/{id}"),
     ("GET", re.compile(r"^/appointments$"), "/appointments"),
     ("POST", re.compile(r"^/appointments$"), "/appointments"),
+    # PUT and DELETE change state too: whether nginx retries them is tested (test_trust_lab.py).
+    ("PUT", re.compile(r"^/appointments/(\d+)$"), "/appointments/{id}"),
+    ("DELETE", re.compile(r"^/appointments/(\d+)$"), "/appointments/{id}"),
+    # Answers with the request headers it received: what the proxy passes on (test_trust_lab.py).
+    ("GET", re.compile(r"^/headers$"), "/headers"),
     ("GET", re.compile(r"^/health$"), "/health"),
 ]
 FAIL_MODES = ("500", "502", "drop")
@@ -99,6 +104,12 @@ def make_app_handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             self._serve("POST")
 
+        def do_PUT(self) -> None:
+            self._serve("PUT")
+
+        def do_DELETE(self) -> None:
+            self._serve("DELETE")
+
         def _serve(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
@@ -117,6 +128,9 @@ def make_app_handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
                 return
             if outcome != "ok":
                 self._reply(int(outcome), {"error": f"backend failure {outcome}"})
+                return
+            if route == "/headers":
+                self._reply(200, {"headers": [[k, v] for k, v in self.headers.items()]})
                 return
             self._reply(*_answer(method, route, match, body))
 
@@ -143,6 +157,8 @@ def _route(method: str, path: str) -> tuple[str | None, re.Match | None]:
 def _answer(method: str, route: str, match: re.Match | None, body: bytes) -> tuple[int, object]:
     if route == "/pets/{id}":
         return 200, {"id": int(match.group(1)), "name": "Rex", "species": "dog"}
+    if route == "/appointments/{id}":
+        return 200, {"id": int(match.group(1)), "method": method}
     if route == "/appointments" and method == "POST":
         return 201, {"created": True, "request": body.decode(errors="replace")[:200]}
     if route == "/appointments":

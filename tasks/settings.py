@@ -301,9 +301,11 @@ class _Address(_Check):
 class _Cidr(_Check):
     """A network in CIDR notation, strict (no host bits); optionally refusing /0."""
 
-    def __init__(self, *, everything_ok: bool = True) -> None:
-        self.everything_ok = everything_ok
+    def __init__(self, *, everything_ok: bool = True, ipv4_only: bool = False) -> None:
+        self.everything_ok, self.ipv4_only = everything_ok, ipv4_only
         self.allowed = 'a CIDR network, e.g. "10.0.0.0/16" (no host bits set)'
+        if ipv4_only:
+            self.allowed = "an IPv4 " + self.allowed[2:]
         if not everything_ok:
             self.allowed = self.allowed[:-1] + ", not 0.0.0.0/0 or ::/0)"
 
@@ -315,6 +317,8 @@ class _Cidr(_Check):
         except ValueError:
             raise _Invalid() from None
         if network.prefixlen == 0 and not self.everything_ok:
+            raise _Invalid()
+        if network.version != 4 and self.ipv4_only:
             raise _Invalid()
         return str(network)
 
@@ -344,6 +348,29 @@ class _List(_Check):
                 raise _Invalid(f"{item!r} is listed twice")
             items.append(converted)
         return tuple(items)
+
+
+class _Only(_Check):
+    """One value only; `allowed` says why (a setting kept for its name, not yet built)."""
+
+    def __init__(self, value: Any, allowed: str) -> None:
+        self.value, self.allowed = value, allowed
+
+    def __call__(self, value: Any) -> Any:
+        if type(value) is not type(self.value) or value != self.value:
+            raise _Invalid()
+        return value
+
+
+class _Optional(_Check):
+    """None (meaning NONE, e.g. "computed"), or a value that passes `check`."""
+
+    def __init__(self, check: _Check, *, none: str) -> None:
+        self.check = check
+        self.allowed = f"None ({none}) or {check.allowed}"
+
+    def __call__(self, value: Any) -> Any:
+        return None if value is None else self.check(value)
 
 
 class _SysctlMap(_Check):
@@ -437,8 +464,17 @@ class Settings:
             what="conditions from " + ", ".join(RETRY_ON_VALUES),
         ),
         "Failures after which nginx tries again (proxy_next_upstream). The default covers what "
-        "another try can cure: connection errors, timeouts and 5xx. `non_idempotent` is not "
-        "accepted here: see `retry_non_idempotent_locations`.",
+        "another try can cure: connection errors, timeouts and 5xx. http_403/http_404 only with "
+        "`retry_on_client_errors_reason`. `non_idempotent` is not accepted here: see "
+        "`retry_non_idempotent_locations` (PUT and DELETE are retried like GET: nginx counts "
+        "only POST, PATCH and LOCK as non-idempotent).",
+    )
+    retry_on_client_errors_reason: str = _setting(
+        "",
+        _Pattern(r"(?:[^\s\"'\\][^\n\r\"'\\]{9,199})?", "empty, or a reason of 10-200 characters"),
+        "Why `retry_on` may list http_403 or http_404 (e.g. a backend that answers 404 until its "
+        "cache is warm). Empty: they are refused, since every 403/404 a scanner provokes would "
+        "cost `tries` backend calls.",
     )
     proxy_tries: int | None = _setting(
         None,
@@ -554,7 +590,8 @@ class Settings:
         100,
         _Int(0, 100000),
         "Requests per second per client address (limit_req; 429 above; 0 = off). Behind a load "
-        "balancer set `trusted_proxy_cidrs`, or every client shares the balancer's address.",
+        "balancer the client address comes from trusted proxies (`lb_subnet_cidrs`, "
+        "`trusted_proxy_cidrs`); without them the deploy refuses (`behind_load_balancer`).",
     )
     rate_limit_burst: int = _setting(
         200,
@@ -613,11 +650,30 @@ class Settings:
         "Host names proxied. Empty: any Host. Otherwise a catch-all server answers only /healthz "
         "and closes everything else without a response (444).",
     )
-    trusted_proxy_cidrs: tuple[str, ...] = _setting(
+    lb_subnet_cidrs: tuple[str, ...] = _setting(
         (),
-        _List(_Cidr(everything_ok=False), what="CIDR networks (no host bits set, not /0)"),
-        "Load balancer subnets. Only from these is the client address taken from X-Forwarded-For "
-        "(real_ip); from anyone else that header is dropped, since clients can forge it.",
+        _List(_Cidr(everything_ok=False, ipv4_only=True), what="IPv4 CIDR networks (not /0)"),
+        "Networks the load balancer connects from: Terraform's output `lb_subnet_cidrs` "
+        "(`tools/terraform.sh output -json lb_subnet_cidrs`), copied into the environment's "
+        "group_data file. The default of `trusted_proxy_cidrs`.",
+    )
+    trusted_proxy_cidrs: tuple[str, ...] | None = _setting(
+        None,
+        _Optional(
+            _List(_Cidr(everything_ok=False), what="CIDR networks (no host bits set, not /0)"),
+            none="`lb_subnet_cidrs`",
+        ),
+        "Peers trusted to say who the client is. Only from these is the client address taken from "
+        "X-Forwarded-For (real_ip), so per-client limits and logs see real clients; from anyone "
+        "else that header is dropped, since clients can forge it. None: `lb_subnet_cidrs`.",
+    )
+    behind_load_balancer: bool | None = _setting(
+        None,
+        _Optional(_Bool(), none="yes for hosts of the EC2 inventory"),
+        "Whether clients reach the proxies through a load balancer (terraform/ puts every proxy "
+        "behind one). Then per-client limits need trusted proxies: without them every client "
+        "shares the balancer's few addresses and one noisy client gets everyone 429s, so the "
+        "deploy refuses. False: clients connect directly.",
     )
 
     # Host hardening
@@ -630,13 +686,24 @@ class Settings:
     allowed_http_cidrs: tuple[str, ...] = _setting(
         (),
         _List(_Cidr(), what="CIDR networks (no host bits set)"),
-        "Networks allowed to reach `listen_port` (and 443 with `https_enabled`); 0.0.0.0/0 for "
-        "everyone. Required when `firewall_enabled`.",
+        "Networks allowed to reach `listen_port`; 0.0.0.0/0 for everyone (IPv4). An IPv6 network "
+        "here makes nginx listen on IPv6 too, so nginx and the firewall agree. Required when "
+        "`firewall_enabled`.",
     )
     firewall_enabled: bool = _setting(
         True, _Bool(), "Install the nftables policy: drop everything not allowed above."
     )
-    https_enabled: bool = _setting(False, _Bool(), "Open TCP 443 in the firewall too.")
+    https_enabled: bool = _setting(
+        False,
+        _Only(
+            False,
+            "False: TLS terminates at the load balancer, which speaks HTTP to the proxies inside "
+            "the VPC; nginx has no certificate and does not listen on 443",
+        ),
+        "Reserved: TLS from the load balancer to the proxies is not built (no certificate, no "
+        "listener on 443), so opening 443 in the firewall would only expose a closed port. "
+        "True is refused.",
+    )
     sshd_allow_users: tuple[str, ...] = _setting(
         ("admin",),
         _List(_USER, at_least_one=True, what="login names"),
@@ -745,6 +812,20 @@ class Settings:
     def nginx_org_keyring(self) -> str:
         """Where the task puts nginx.org's signing keys (the apt source's signed-by)."""
         return NGINX_ORG_KEYRING
+
+    @property
+    def trusted_proxies(self) -> tuple[str, ...]:
+        """The peers nginx takes the client address from: `trusted_proxy_cidrs`, or when that is
+        None the load balancer's subnets (`lb_subnet_cidrs`)."""
+        if self.trusted_proxy_cidrs is not None:
+            return self.trusted_proxy_cidrs
+        return self.lb_subnet_cidrs
+
+    @property
+    def listen_ipv6(self) -> bool:
+        """nginx listens on IPv6 too: exactly when the firewall admits IPv6 HTTP clients
+        (an IPv6 network in `allowed_http_cidrs`), so both layers agree."""
+        return any(":" in cidr for cidr in self.allowed_http_cidrs)
 
     def seconds(self, name: str) -> float:
         """The duration setting `name` in seconds, e.g. seconds("proxy_read_timeout") == 10.0."""
@@ -1115,6 +1196,44 @@ def _ssh_client_can_connect(v: Mapping[str, Any], _data: Mapping[str, Any]) -> l
     ]
 
 
+def _client_errors_need_reason(v: Mapping[str, Any], _data: Mapping[str, Any]) -> list[str]:
+    """`retry_on` lists http_403 or http_404 only with a `retry_on_client_errors_reason`."""
+    listed = [c for c in v["retry_on"] if c in ("http_403", "http_404")]
+    if not listed or v["retry_on_client_errors_reason"]:
+        return []
+    return [
+        _message(
+            "retry_on",
+            list(v["retry_on"]),
+            f"{' and '.join(listed)} refused: another try rarely cures a 403 or 404, and every "
+            "one a scanner provokes would be sent to the backends again, up to the number of "
+            "tries; remove them, or say why in retry_on_client_errors_reason",
+        )
+    ]
+
+
+def _limits_see_clients(v: Mapping[str, Any], data: Mapping[str, Any]) -> list[str]:
+    """Rate or connection limits `behind_load_balancer` need `trusted_proxy_cidrs` or `lb_subnet_cidrs`."""  # noqa: E501
+    limits = [f"{k} = {v[k]}" for k in ("rate_limit_rps", "conn_limit_per_client") if v[k]]
+    behind = v["behind_load_balancer"]
+    if behind is None:
+        behind = bool(data.get("ec2_instance_id"))
+    trusted = v["trusted_proxy_cidrs"]
+    if not limits or not behind or (v["lb_subnet_cidrs"] if trusted is None else trusted):
+        return []
+    return [
+        _message(
+            "trusted_proxy_cidrs",
+            None if trusted is None else list(trusted),
+            f"no trusted proxies behind a load balancer with {' and '.join(limits)}: nginx would "
+            "key the limits on the balancer's few addresses, so one noisy client gets every "
+            "client 429s. Set lb_subnet_cidrs (Terraform output lb_subnet_cidrs) or "
+            "trusted_proxy_cidrs; or behind_load_balancer = False if clients connect directly; "
+            "or rate_limit_rps = 0 and conn_limit_per_client = 0",
+        )
+    ]
+
+
 _CROSS_RULES: tuple[tuple[tuple[str, ...], _Rule], ...] = (
     (("proxy_tries", "max_tries"), _tries_within_cap),
     (("upstream_keepalive_timeout", "backend_idle_timeout"), _keepalive_below_backend),
@@ -1123,6 +1242,17 @@ _CROSS_RULES: tuple[tuple[tuple[str, ...], _Rule], ...] = (
     (("dns_resolvers", "upstream_servers"), _resolvers_for_hostnames),
     (("retry_non_idempotent_locations", "allowed_methods"), _non_idempotent_needs_methods),
     (("sshd_ciphers", "sshd_kex_algorithms", "sshd_macs"), _ssh_client_can_connect),
+    (("retry_on", "retry_on_client_errors_reason"), _client_errors_need_reason),
+    (
+        (
+            "rate_limit_rps",
+            "conn_limit_per_client",
+            "behind_load_balancer",
+            "trusted_proxy_cidrs",
+            "lb_subnet_cidrs",
+        ),
+        _limits_see_clients,
+    ),
 )
 
 

@@ -1,10 +1,11 @@
-"""Automatic security updates with unattended-upgrades (Debian's security archive only).
+"""Automatic security updates with unattended-upgrades (Debian's security archive, and nginx.org's
+repository when nginx comes from there).
 
 Owns: /etc/apt/apt.conf.d/50unattended-upgrades (replaces the package's file: apt lists add up
 across files) and /etc/apt/apt.conf.d/20auto-upgrades. Declares the `unattended-upgrades` package
 (tasks/packages.py installs it with the others).
-Reads: unattended_upgrades_enabled, unattended_upgrades_reboot.
-Leaves alone: upgrades of anything else (nginx.org's packages included): a deploy does those.
+Reads: unattended_upgrades_enabled, unattended_upgrades_reboot, nginx_source.
+Leaves alone: upgrades of anything else (Debian point releases, -updates): a deploy does those.
 """
 
 from __future__ import annotations

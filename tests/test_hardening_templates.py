@@ -345,11 +345,11 @@ def test_nftables_allows_http_only_from_allowed_http_sets() -> None:
     ]
 
 
-def test_nftables_opens_443_only_when_https_enabled() -> None:
-    on = _rules(_nft(_settings(https_enabled=True, listen_port=8080)))
-    assert "tcp dport { 8080, 443 } ip saddr @http_v4 accept" in on
-    same_port = _rules(_nft(_settings(https_enabled=True, listen_port=443)))
-    assert "tcp dport { 443 } ip saddr @http_v4 accept" in same_port
+def test_nftables_never_opens_443_since_https_enabled_is_refused() -> None:
+    # TLS terminates at the load balancer: https_enabled = True is refused (tests/test_settings.py).
+    rules = _rules(_nft(_settings(listen_port=8080)))
+    assert "tcp dport { 8080 } ip saddr @http_v4 accept" in rules
+    assert "443" not in "\n".join(rules)
 
 
 def test_nftables_allows_the_icmp_ip_needs() -> None:
@@ -383,11 +383,10 @@ NFT = shutil.which("nft") or ("/usr/sbin/nft" if Path("/usr/sbin/nft").exists() 
     "overrides",
     [
         {},
-        {"https_enabled": True},
         {"admin_cidrs": ["10.77.0.1/32"], "allowed_http_cidrs": ["0.0.0.0/0", "::/0"]},
         {"admin_cidrs": ["10.0.0.0/8", "10.77.0.1/32"], "allowed_http_cidrs": ["::/0"]},
     ],
-    ids=["mixed", "https", "world", "overlapping-v4-only"],
+    ids=["mixed", "world", "overlapping-v4-only"],
 )
 def test_nftables_ruleset_passes_nft_check(tmp_path: Path, overrides: dict[str, Any]) -> None:
     if NFT is None:

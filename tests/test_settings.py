@@ -89,6 +89,11 @@ BAD_VALUES = [
     ("admin_cidrs", "10.0.0.0/8", "must be a list of CIDR networks"),
     ("allowed_http_cidrs", ["10.0.0.0/33"], "'10.0.0.0/33' is not allowed"),
     ("trusted_proxy_cidrs", ["0.0.0.0/0"], "not /0"),
+    ("trusted_proxy_cidrs", "10.0.0.0/8", "must be None (`lb_subnet_cidrs`) or a list of CIDR"),
+    ("lb_subnet_cidrs", ["fd00:77::/64"], "must be a list of IPv4 CIDR networks (not /0)"),
+    ("behind_load_balancer", "yes", "None (yes for hosts of the EC2 inventory) or True or False"),
+    ("https_enabled", True, "must be False: TLS terminates at the load balancer"),
+    ("retry_on_client_errors_reason", "why", "empty, or a reason of 10-200 characters"),
     ("upstream_servers", ["app.internal"], 'must be a list of "host:port"'),
     ("upstream_servers", ["app.internal:0"], "port 1-65535"),
     ("upstream_servers", ["::1:8080"], "[IPv6]"),
@@ -190,6 +195,28 @@ def test_example_message_from_the_brief() -> None:
             {"sshd_kex_algorithms": ["sntrup761x25519-sha512@openssh.com"]},
             "sshd_kex_algorithms = ['sntrup761x25519-sha512@openssh.com']: must contain one",
         ),
+        (
+            {"retry_on": ["error", "http_404", "http_403"]},
+            "retry_on = ['error', 'http_404', 'http_403']: http_404 and http_403 refused",
+        ),
+        (
+            {"ec2_instance_id": "i-0abc"},
+            "trusted_proxy_cidrs = None: no trusted proxies behind a load balancer with "
+            "rate_limit_rps = 100 and conn_limit_per_client = 100",
+        ),
+        (
+            {
+                "ec2_instance_id": "i-0abc",
+                "lb_subnet_cidrs": ["10.0.1.0/24"],
+                "trusted_proxy_cidrs": [],
+            },
+            "trusted_proxy_cidrs = []: no trusted proxies behind a load balancer",
+        ),
+        (
+            {"behind_load_balancer": True, "rate_limit_rps": 0},
+            "trusted_proxy_cidrs = None: no trusted proxies behind a load balancer with "
+            "conn_limit_per_client = 100: nginx would key the limits on the balancer's few",
+        ),
     ],
 )
 def test_cross_field_rule_refused(data: dict[str, Any], expected: str) -> None:
@@ -205,6 +232,12 @@ def test_cross_field_rule_refused(data: dict[str, Any], expected: str) -> None:
         {"ssh_user": "deploy", "sshd_allow_users": ["admin", "deploy"]},
         {"upstream_servers": ["10.0.0.5:8080"], "dns_resolvers": []},
         {"retry_non_idempotent_locations": ["/appointments"], "allowed_methods": ["PATCH"]},
+        {"retry_on": ["http_404"], "retry_on_client_errors_reason": "answers 404 while warming"},
+        {"ec2_instance_id": "i-0abc", "lb_subnet_cidrs": ["10.0.1.0/24"]},
+        {"ec2_instance_id": "i-0abc", "trusted_proxy_cidrs": ["10.0.0.0/16"]},
+        {"ec2_instance_id": "i-0abc", "behind_load_balancer": False},
+        {"ec2_instance_id": "i-0abc", "rate_limit_rps": 0, "conn_limit_per_client": 0},
+        {"https_enabled": False},
     ],
 )
 def test_cross_field_rule_accepts_the_valid_side(data: dict[str, Any]) -> None:
@@ -248,9 +281,8 @@ def test_unknown_key_refused_without_suggestion() -> None:
 
 @pytest.mark.parametrize("key", ["ssh_user", "ssh_key", "ec2_instance_id", "ec2_tags", "_sudo"])
 def test_foreign_keys_allowed(key: str) -> None:
-    from_data(
-        {**REQUIRED, key: {"anything": 1}} if key != "ssh_user" else {**REQUIRED, key: "admin"}
-    )
+    data = {**REQUIRED, "behind_load_balancer": False}  # ec2_instance_id implies one
+    from_data({**data, key: {"anything": 1}} if key != "ssh_user" else {**data, key: "admin"})
 
 
 # --- derived values ---------------------------------------------------------------------------
@@ -302,6 +334,23 @@ def test_size_in_bytes(text: str, size: int) -> None:
 
 def test_size_bytes_of_setting() -> None:
     assert from_data(REQUIRED).size_bytes("client_max_body_size") == 10 * 1024 * 1024
+
+
+def test_trusted_proxies_default_to_the_load_balancer_subnets() -> None:
+    assert from_data(REQUIRED).trusted_proxies == ()
+    behind = from_data({**REQUIRED, "lb_subnet_cidrs": ["10.0.2.0/24", "10.0.1.0/24"]})
+    assert behind.trusted_proxy_cidrs is None
+    assert behind.trusted_proxies == ("10.0.2.0/24", "10.0.1.0/24")
+    explicit = from_data(
+        {**REQUIRED, "lb_subnet_cidrs": ["10.0.1.0/24"], "trusted_proxy_cidrs": ["10.9.0.0/16"]}
+    )
+    assert explicit.trusted_proxies == ("10.9.0.0/16",)
+
+
+def test_nginx_listens_on_ipv6_only_when_the_firewall_admits_it() -> None:
+    assert not from_data(REQUIRED).listen_ipv6
+    assert not from_data({**REQUIRED, "admin_cidrs": ["2001:db8::/48"]}).listen_ipv6
+    assert from_data({**REQUIRED, "allowed_http_cidrs": ["0.0.0.0/0", "::/0"]}).listen_ipv6
 
 
 def test_nginx_user_follows_source() -> None:

@@ -55,6 +55,17 @@ VARIANTS: dict[str, tuple[dict[str, Any], list[str], bool]] = {
     "several_backends_passive": ({"retry_on": ["error", "timeout"]}, ["127.0.0.1", "::1"], False),
     "hostname_backend": ({"upstream_servers": ["localhost:8080"]}, [], False),
     "hostname_backend_resolve": ({"upstream_servers": ["localhost:8080"]}, [], True),
+    "behind_lb_subnets": (
+        {"lb_subnet_cidrs": ["10.0.1.0/24", "10.0.2.0/24"], "ec2_instance_id": "i-0abc"},
+        ["10.77.0.10"],
+        False,
+    ),
+    "dual_stack_named": (
+        {"allowed_http_cidrs": ["0.0.0.0/0", "::/0"], "server_names": ["proxy.example.com"]},
+        ["10.77.0.10"],
+        False,
+    ),
+    "dual_stack": ({"allowed_http_cidrs": ["10.0.0.0/8", "fd00:77::/64"]}, ["10.77.0.10"], False),
 }
 
 
@@ -203,7 +214,18 @@ def test_healthz_answered_by_nginx_and_readyz_by_backend() -> None:
     assert "proxy_pass" not in code(healthz)
     readyz = block(proxy, "location = /readyz")
     assert "proxy_pass http://backend/health;" in readyz
-    assert "access_log off;" in readyz
+
+
+def test_readyz_has_its_own_small_limit_and_is_logged() -> None:
+    for variant in ("default", "retry_post_limits_off"):  # limits on, and every limit off
+        _, proxy = rendered(variant)
+        zone = "limit_req_zone $binary_remote_addr zone=proxy_readyz_per_client:1m rate=1r/s;"
+        assert f"\n{zone}\n" in proxy, variant
+        readyz = code(block(proxy, "location = /readyz"))
+        assert re.findall(r"^\s*(limit_req .*)$", readyz, re.M) == [
+            "limit_req zone=proxy_readyz_per_client burst=5 nodelay;"
+        ]
+        assert "access_log" not in readyz  # inherits the JSON access log
 
 
 def test_status_page_local_only() -> None:
@@ -274,6 +296,72 @@ def test_real_ip_only_from_trusted_proxies() -> None:
     assert "proxy_set_header X-Forwarded-For $proxy_x_forwarded_for;" in untrusting
 
 
+def test_lb_subnets_are_the_default_trusted_proxies() -> None:
+    _, proxy = rendered("behind_lb_subnets")
+    trusted = block(proxy, "geo $realip_remote_addr $proxy_from_trusted")
+    assert re.findall(r"^\s+(\S+) 1;", trusted, re.M) == ["10.0.1.0/24", "10.0.2.0/24"]
+    assert re.findall(r"^set_real_ip_from (\S+);", proxy, re.M) == ["10.0.1.0/24", "10.0.2.0/24"]
+    assert "real_ip_recursive on;" in proxy
+
+
+def test_explicit_trusted_proxies_win_over_lb_subnets() -> None:
+    s = st.from_data(
+        {**REQUIRED, "lb_subnet_cidrs": ["10.0.1.0/24"], "trusted_proxy_cidrs": ["10.9.0.0/16"]}
+    )
+    proxy = render("proxy.conf.j2", **st.nginx_template_vars(s, ["10.0.0.1:80"], False))
+    assert re.findall(r"^set_real_ip_from (\S+);", proxy, re.M) == ["10.9.0.0/16"]
+
+
+FORGEABLE_CLEARED = [
+    "Forwarded",
+    "X-Forwarded-Port",
+    "X-Forwarded-Prefix",
+    "X-Forwarded-Server",
+    "X-Forwarded-Scheme",
+    "X-Original-URL",
+    "X-Rewrite-URL",
+    "X-Original-Host",
+    "X-Host",
+    "X-HTTP-Method-Override",
+    "X-HTTP-Method",
+    "X-Method-Override",
+]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_forgeable_routing_headers_cleared_or_set_by_nginx(variant: str) -> None:
+    _, proxy = rendered(variant)
+    server = proxy.split("# --- the proxy")[1]
+    for header in FORGEABLE_CLEARED:
+        assert f'\n    proxy_set_header {header} "";\n' in server, header
+    assert "\n    proxy_set_header X-Forwarded-Host $host;\n" in server
+    # Set at server level only: a location with any proxy_set_header would drop all of them.
+    assert not re.search(r"^\s{8,}proxy_set_header", proxy, re.M)
+    assert "underscores_in_headers" not in code(proxy)  # off: X_Original_URL is dropped
+
+
+def test_ipv6_listened_on_only_when_the_firewall_admits_it() -> None:
+    _, v4 = rendered("default")
+    assert "[::]" not in code(v4)
+    _, dual = rendered("dual_stack")
+    assert "    listen 80 default_server;\n    listen [::]:80 default_server ipv6only=on;\n" in dual
+    _, named = rendered("dual_stack_named")
+    catch_all, served = named.split("# --- the proxy")
+    assert "listen [::]:80 default_server ipv6only=on;" in catch_all
+    assert "    listen [::]:80;\n" in served  # socket options once per address: nginx -t
+
+
+def test_put_and_delete_get_the_same_retry_rules_as_get() -> None:
+    # nginx counts only POST, PATCH and LOCK as non-idempotent: with PUT/DELETE allowed, the
+    # retry rules are the same (no `non_idempotent`), so they are retried after reaching a
+    # backend. The template says so; tests/test_trust_lab.py measures it on the lab.
+    s = st.from_data({**REQUIRED, "allowed_methods": ["GET", "PUT", "DELETE"]})
+    proxy = render("proxy.conf.j2", **st.nginx_template_vars(s, ["10.0.0.1:80"], False))
+    assert "non_idempotent" not in code(proxy)
+    assert f"    proxy_next_upstream {RETRY_ON};\n" in proxy
+    assert "PUT and DELETE, when allowed_methods has them, ARE retried" in proxy
+
+
 def test_limits_keyed_on_client_address() -> None:
     _, proxy = rendered("default")
     assert "limit_req_zone $binary_remote_addr zone=proxy_req_per_client:10m rate=100r/s;" in proxy
@@ -284,8 +372,10 @@ def test_limits_keyed_on_client_address() -> None:
 
 def test_limits_off_when_zero() -> None:
     _, proxy = rendered("retry_post_limits_off")
-    assert not re.search(r"^\s*limit_(req|conn) ", proxy, re.M)
-    assert "limit_req_zone" not in code(proxy)
+    outside_readyz = proxy.replace(block(proxy, "location = /readyz"), "")
+    assert not re.search(r"^\s*limit_(req|conn) ", outside_readyz, re.M)
+    assert "proxy_req_per_client" not in code(proxy)
+    assert "limit_conn_zone" not in code(proxy)
 
 
 def test_burst_zero_omitted() -> None:
@@ -361,6 +451,44 @@ def test_nginx_org_pinned_at_900() -> None:
     text = render("nginx-org.pref.j2")
     stanza = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert stanza == ["Package: *", "Pin: origin nginx.org", "Pin-Priority: 900"]
+
+
+# --- unattended-upgrades (templates/apt/50unattended-upgrades.j2) ---------------------------------
+
+APT_TEMPLATES = TEMPLATES.parent / "apt"
+SECURITY = "origin=Debian,codename=${distro_codename}-security,label=Debian-Security"
+NGINX_ORG = "origin=nginx,codename=${distro_codename},site=nginx.org"
+
+
+def unattended_origins(nginx_source: str) -> tuple[str, list[str]]:
+    """(the rendered file, its Origins-Pattern entries) for NGINX_SOURCE."""
+    s = st.from_data({**REQUIRED, "nginx_source": nginx_source})
+    text = get_template(str(APT_TEMPLATES / "50unattended-upgrades.j2")).render(s=s)
+    found = re.search(r"^Unattended-Upgrade::Origins-Pattern \{\n(.*?)^\};", text, re.M | re.S)
+    assert found, "no Origins-Pattern block"
+    return text, re.findall(r'^\s*"([^"]*)";', found.group(1), re.M)
+
+
+def test_unattended_upgrades_take_nginx_org_when_nginx_comes_from_there() -> None:
+    assert unattended_origins("nginx.org")[1] == [SECURITY, NGINX_ORG]
+
+
+def test_unattended_upgrades_security_only_with_the_distributions_nginx() -> None:
+    text, origins = unattended_origins("distribution")
+    assert origins == [SECURITY]
+    assert "nginx.org" not in re.sub(r"//.*", "", text)
+
+
+def test_unattended_upgrades_with_nginx_org_parse_with_apt_config(tmp_path: Path) -> None:
+    apt_config = shutil.which("apt-config")
+    if apt_config is None:
+        pytest.skip("no apt-config on this machine")
+    path = tmp_path / "50unattended-upgrades"
+    path.write_text(unattended_origins("nginx.org")[0])
+    dumped = subprocess.run(
+        [apt_config, "dump", "-c", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    assert f'Unattended-Upgrade::Origins-Pattern:: "{NGINX_ORG}";' in dumped
 
 
 # --- external checkers ------------------------------------------------------------------------
