@@ -134,6 +134,23 @@ drift: venv  ## Dry run on every proxy; writes drift-report.txt, fails (exit 3) 
 drift-repair: venv  ## Re-deploy only the drifted proxies (health-gated), then check again
 	$(ROLLOUT) repair --report drift-report.txt $(BATCHING)
 
+# --- Traffic shift (tools/shift.py; the GitLab job `shift` calls it) ------------------------------
+# TO= the new proxy group (its ProxyGroup tag), STEPS= its shares in percent (default 5,25,50,100),
+# INTERVAL= seconds judged per step (default 120), ROLLBACK=true: its weight back to 0 at once.
+# The rule: SHIFT_RULE_ARN or SHIFT_LOAD_BALANCER (the lab's `env` sets it). Writes shift-report.*
+TO       ?=
+STEPS    ?=
+INTERVAL ?=
+ROLLBACK ?=
+$(call _check,TO,$(_alnum),a proxy group (letters and digits$(_comma) e.g. b))
+$(call _check,STEPS,$(_digits) % $(_comma),percentages separated by commas$(_comma) e.g. 5$(_comma)25$(_comma)50$(_comma)100)
+$(call _check,INTERVAL,$(_digits) .,seconds (digits$(_comma) e.g. 120))
+$(call _check,ROLLBACK,t r u e f a l s,true or false)
+.PHONY: shift
+shift: venv  ## Move the traffic to proxy group TO= step by step; a bad step rolls back by itself
+	$(PY) -m tools.shift $(if $(TO),--to $(TO)) $(if $(STEPS),--steps $(STEPS)) \
+	  $(if $(INTERVAL),--interval $(INTERVAL)) $(if $(filter true 1,$(ROLLBACK)),--rollback)
+
 # tools/rollout.py is standard library only: the CI job that joins the shards' reports needs no venv
 .PHONY: drift-join
 drift-join:  ## Join the shards' drift-report-shard-*.json into drift-report.txt and .json
