@@ -4,9 +4,10 @@
 # would be shut out by the new SSH rule.
 admin_cidrs = ["10.77.0.1/32"]
 
-# The legitimate traffic source (loadgen), and the admin machine for health checks.
+# The legitimate traffic source (loadgen), the admin machine for health checks, and the lab's
+# load balancer (lab/lb.py; on AWS: the load balancer's subnets, terraform's lb_subnet_cidrs).
 # The outsider (10.77.0.30) is deliberately not here.
-allowed_http_cidrs = ["10.77.0.20/32", "10.77.0.1/32"]
+allowed_http_cidrs = ["10.77.0.20/32", "10.77.0.1/32", "10.77.0.40/32"]
 
 # loadgen plays the load balancer too (terraform's output lb_subnet_cidrs in production): nginx
 # takes the client address from its X-Forwarded-For, so per-client limits see the clients behind

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from lab import config, core, fakeaws
+from lab import config, core, fakeaws, lb
 from lab.sh import LabError
 
 
@@ -60,6 +60,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
     except Exception as exc:  # status must work on a half-up lab
         print(f"  (not answering: {exc})")
+    try:
+        if not core.state.pid_alive(lab_state["pids"].get("lb")):
+            raise OSError("not running")
+        applied = lb.read_state()
+        weights = " ".join(f"{g}={w}" for g, w in sorted(applied["weights"].items()))
+        print(f"\nload balancer {config.LB_NAME} at {config.LB_ADDRESS}: weights {weights}")
+    except (OSError, ValueError, KeyError):
+        print("\nload balancer: not running")
     return 0
 
 

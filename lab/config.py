@@ -24,6 +24,12 @@ AWS_REGION = "eu-west-1"
 AWS_ZONE = "eu-west-1a"
 ENVIRONMENT = "lab"
 LOG_BUCKET = "proxy-logs-lab"  # the lab's stand-in for terraform's access-log bucket
+# The lab's load balancer (lab/lb.py) in its own namespace, driven by the fake ELBv2's weighted
+# rule. Its name is terraform's local.name for the lab ("<name_prefix>-<environment>"); proxy
+# group "a" is every proxy but the last, "b" (the new group a shift moves traffic to) the last.
+LB_NAME = "proxy-lab"
+LB_ADDRESS = "10.77.0.40"
+LB_PORT = 80
 
 STATE_DIR = Path(os.environ.get("LAB_STATE_DIR", "/var/lib/proxy-lab"))
 CACHE_DIR = Path(os.environ.get("LAB_CACHE_DIR", "/var/cache/proxy-lab"))
@@ -63,12 +69,18 @@ def nodes(proxies: int, suites: dict[int, str] | None = None) -> list[Node]:
         Node("app-1", "10.77.0.10", "app", container=False),
         Node("loadgen", "10.77.0.20", "loadgen", container=False),
         Node("outsider", "10.77.0.30", "outsider", container=False),
+        Node("lb", LB_ADDRESS, "load-balancer", container=False),
     ]
     members += [
         Node(f"proxy-{i}", f"10.77.0.{100 + i}", "reverse-proxy", True, proxy_suite(i, suites))
         for i in range(1, proxies + 1)
     ]
     return members
+
+
+def proxy_group(index: int, proxies: int) -> str:
+    """The lab's proxy group of proxy-INDEX: "b" for the last of several proxies, else "a"."""
+    return "b" if proxies > 1 and index == proxies else "a"
 
 
 def ssh_key_path() -> Path:

@@ -11,7 +11,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from lab import aptcache, base, config, fakeaws, hosts, limits, net, state
+from lab import aptcache, base, config, fakeaws, hosts, lb, limits, net, state
 from lab.config import Node
 from lab.sh import LabError, run
 
@@ -98,6 +98,8 @@ def _up(lab_state: dict) -> None:
     for node in containers:
         hosts.wait_running(node, lab_state)
     fakeaws.seed(members)
+    fakeaws.seed_load_balancer(members)
+    lb.start(lab_state)
 
 
 def start_backend(lab_state: dict, fail_rate: float = 0.2) -> None:
@@ -196,6 +198,7 @@ def env_lines() -> list[str]:
         f"export ENVIRONMENT={config.ENVIRONMENT}",
         f"export DEPLOY_SSH_KEY={config.ssh_key_path()}",
         f"export DEPLOY_SSH_KNOWN_HOSTS={config.known_hosts_path()}",
+        f"export SHIFT_LOAD_BALANCER={config.LB_NAME}",
     ]
 
 

@@ -1,6 +1,7 @@
 """The fake AWS: moto's HTTP server on the lab bridge's address (the machine's side of the lab
 network, so the hosts can reach its S3 for log shipping), seeded with the lab's hosts as EC2
-instances and the log bucket."""
+instances, the log bucket, and the ELBv2 load balancer whose weighted rule the lab's load balancer
+applies (lab/lb.py) and a traffic shift moves (tools/shift.py)."""
 
 from __future__ import annotations
 
@@ -121,3 +122,71 @@ def instances() -> list[dict]:
                 }
             )
     return sorted(found, key=lambda i: i["name"] or "")
+
+
+def elbv2_client():
+    return boto3.client(
+        "elbv2", region_name=config.AWS_REGION, endpoint_url=endpoint(), **CREDENTIALS
+    )
+
+
+def seed_load_balancer(members: list[Node]) -> None:
+    """What terraform/lb.tf makes, for the lab's load balancer (lab/lb.py): the load balancer, a
+    target group per proxy group (tagged ProxyGroup, its proxies registered by instance id), an
+    HTTP listener (the lab has no certificate) and the weighted rule: group a 100, b 0."""
+    elb = elbv2_client()
+    try:
+        elb.describe_load_balancers(Names=[config.LB_NAME])
+        return
+    except elb.exceptions.LoadBalancerNotFoundException:
+        pass
+    ec2 = ec2_client()
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "cidr", "Values": [config.VPC_CIDR]}])["Vpcs"][0]
+    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])
+    lb_subnets = [s["SubnetId"] for s in subnets["Subnets"]]
+    if len(lb_subnets) < 2:  # a load balancer spans two zones
+        lb_subnets.append(
+            ec2.create_subnet(
+                VpcId=vpc["VpcId"], CidrBlock="10.77.1.0/24", AvailabilityZone="eu-west-1b"
+            )["Subnet"]["SubnetId"]
+        )
+    lb = elb.create_load_balancer(
+        Name=config.LB_NAME, Subnets=lb_subnets, Scheme="internal", Type="application"
+    )["LoadBalancers"][0]
+    ids = {i["name"]: i["id"] for i in instances() if i["state"] == "running"}
+    proxies = [n for n in members if n.role == "reverse-proxy"]
+    groups: dict[str, list[str]] = {"a": [], "b": []}
+    for index, node in enumerate(proxies, 1):
+        groups[config.proxy_group(index, len(proxies))].append(ids[node.name])
+    forward = []
+    for group, targets in groups.items():
+        tg = elb.create_target_group(
+            Name=f"{config.LB_NAME}-{group}",
+            Protocol="HTTP",
+            Port=80,
+            VpcId=vpc["VpcId"],
+            TargetType="instance",
+            HealthCheckPath="/healthz",
+            Tags=[{"Key": "ProxyGroup", "Value": group}],
+        )["TargetGroups"][0]["TargetGroupArn"]
+        if targets:
+            elb.register_targets(
+                TargetGroupArn=tg, Targets=[{"Id": i, "Port": 80} for i in targets]
+            )
+        forward.append({"TargetGroupArn": tg, "Weight": 100 if group == "a" else 0})
+    action = {
+        "Type": "forward",
+        "ForwardConfig": {
+            "TargetGroups": forward,
+            "TargetGroupStickinessConfig": {"Enabled": False},
+        },
+    }
+    listener = elb.create_listener(
+        LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=80, DefaultActions=[action]
+    )["Listeners"][0]
+    elb.create_rule(
+        ListenerArn=listener["ListenerArn"],
+        Priority=100,
+        Conditions=[{"Field": "path-pattern", "PathPatternConfig": {"Values": ["/*"]}}],
+        Actions=[action],
+    )
