@@ -80,20 +80,36 @@ resource "aws_lb_listener" "https" {
   ssl_policy        = var.ssl_policy
   certificate_arn   = var.certificate_arn
 
-  # Reached only if no rule matches; the weighted rule below matches every path.
+  # The weighted rule below matches every path: this is reached only while that rule is being
+  # replaced (a group added or removed, see its lifecycle). It forwards by the groups' weights in
+  # var.proxy_groups, so no request meets an error in the meantime.
   default_action {
-    type = "fixed-response"
+    type = "forward"
 
-    fixed_response {
-      content_type = "text/plain"
-      message_body = "no route\n"
-      status_code  = "503"
+    forward {
+      dynamic "target_group" {
+        for_each = aws_lb_target_group.proxy
+
+        content {
+          arn    = target_group.value.arn
+          weight = var.proxy_groups[target_group.key].weight
+        }
+      }
     }
   }
 }
 
-# Splits traffic between the proxy groups by their weights: to try a new group, add it with a small
-# weight (e.g. 10 against 90), deploy and verify it, then move the weights.
+# The groups the weighted rule forwards to, by target group ARN: when this changes (a group added
+# or removed, a target group replaced), the rule is replaced with var.proxy_groups' weights.
+resource "terraform_data" "weighted_rule_groups" {
+  input = { for group, tg in aws_lb_target_group.proxy : group => tg.arn }
+}
+
+# Splits traffic between the proxy groups by their weights. var.proxy_groups' weights are the
+# rule's weights when it is created; after that the weights belong to the traffic shift
+# (tools/shift.py, docs/shift.md), which moves them step by step through the ELBv2 API and rolls
+# back by itself: an apply must not undo a shift, hence ignore_changes below. To try a new group,
+# add it with weight 0, apply, deploy and verify it, then run `make shift TO=<group>`.
 resource "aws_lb_listener_rule" "weighted" {
   listener_arn = aws_lb_listener.https.arn
   priority     = 100
@@ -123,5 +139,16 @@ resource "aws_lb_listener_rule" "weighted" {
     path_pattern {
       values = ["/*"]
     }
+  }
+
+  lifecycle {
+    # The weights are the shift's (see above). `action` holds nothing else that Terraform sets
+    # after creation: the groups it forwards to come back through replace_triggered_by.
+    ignore_changes = [action]
+    # A group added or removed (or its target group replaced) replaces the rule, with the weights
+    # of var.proxy_groups: the listener's default action carries the traffic meanwhile. The manual
+    # fallback for the weights is the same replacement, asked for by hand (docs/shift.md):
+    # tools/terraform.sh plan -replace=aws_lb_listener_rule.weighted
+    replace_triggered_by = [terraform_data.weighted_rule_groups]
   }
 }

@@ -255,6 +255,23 @@ def test_listener_rule_splits_traffic_by_group_weight(tf):
     assert listener["protocol"] == "HTTPS"
 
 
+def test_apply_leaves_a_shifts_weights_alone_and_replaces_the_rule_when_groups_change(tf):
+    """The weights belong to tools/shift.py once the rule exists (issue 15): an apply must not
+    undo a shift; adding or removing a group still reaches the rule (it is replaced), and the
+    listener's default forwards by the same weights meanwhile."""
+    rule = tf["resource"][("aws_lb_listener_rule", "weighted")]
+    lifecycle = one(rule["lifecycle"])
+    assert lifecycle["ignore_changes"] == ["action"]
+    trigger = tf["resource"][("terraform_data", "weighted_rule_groups")]
+    assert "aws_lb_target_group.proxy" in trigger["input"]
+    assert lifecycle["replace_triggered_by"] == ["${terraform_data.weighted_rule_groups}"]
+    default = one(tf["resource"][("aws_lb_listener", "https")]["default_action"])
+    assert default["type"] == "forward"
+    dynamic = one(one(default["forward"])["dynamic"])["target_group"]
+    assert one(dynamic["content"])["weight"] == "${var.proxy_groups[target_group.key].weight}"
+    assert tf["output"]["weighted_rule_arn"]["value"] == "${aws_lb_listener_rule.weighted.arn}"
+
+
 def test_access_log_bucket_is_private_encrypted_and_expires_logs(tf):
     block = tf["resource"][("aws_s3_bucket_public_access_block", "access_logs")]
     flags = ("block_public_acls", "block_public_policy", "ignore_public_acls")
