@@ -34,6 +34,7 @@ MAKE_TARGETS = {
     "drift",
     "drift-repair",
     "drift-join",
+    "shift",
 }
 
 
@@ -279,6 +280,19 @@ def test_ssh_key_comes_from_a_file_variable(jobs):
     for name in (*DEPLOY_JOBS, "drift:detect"):
         lines = "\n".join(_scripts(jobs[name]))
         assert 'chmod 600 "$DEPLOY_SSH_KEY"' in lines, name
+
+
+def test_shift_is_a_manual_job_after_verify_that_keeps_its_report(jobs):
+    job = jobs["shift"]
+    assert job["needs"] == ["verify"] and job["stage"] == "verify"
+    run_rules = [r for r in job["rules"] if r.get("when") != "never"]
+    assert run_rules and all(r["when"] == "manual" for r in run_rules)
+    assert job["variables"]["AWS_ROLE_ARN"] == "$AWS_DEPLOY_ROLE_ARN"  # ModifyRule
+    assert job["environment"]["name"] == "$ENVIRONMENT"
+    assert 'chmod 600 "$DEPLOY_SSH_KEY"' in "\n".join(_scripts(job))  # logs over SSH
+    assert job["script"][0].startswith('make shift TO="$SHIFT_TO"')
+    assert job["artifacts"]["when"] == "always"
+    assert job["artifacts"]["paths"] == ["shift-report.txt", "shift-report.json"]
 
 
 def test_drift_detect_runs_on_schedule_and_keeps_its_report(jobs):
