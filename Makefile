@@ -14,7 +14,7 @@ HOST    ?=
 # Debian packages the lab, the tests and the benchmarks use: command -> package.
 APT_NEEDS := debootstrap:debootstrap systemd-nspawn:systemd-container nft:nftables \
              ip:iproute2 ssh:openssh-client curl:curl rsync:rsync wrk:wrk node:nodejs npm:npm \
-             apt-cacher-ng:apt-cacher-ng
+             apt-cacher-ng:apt-cacher-ng nginx:nginx
 
 .PHONY: help deps venv check test lab-up lab-down lab-status demo docs deploy canary fleet verify \
         drift drift-repair checkov bench report clean
