@@ -173,6 +173,15 @@ def test_first_attempt_failures_and_p99_are_judged_too():
     assert len(reasons) == 1 and reasons[0].startswith("p99 latency")
 
 
+def test_requests_nginx_answers_itself_count_against_the_new_group():
+    """A rate limit keyed on the load balancer: 429s are a success for the report, but the new
+    group reaches the backend for fewer of the same requests."""
+    old = shift.figures_of(_samples(2000, 1.0, 0.2))
+    limited = [Sample(True, None, 0.0)] * 60 + _samples(240, 1.0, 0.2, seed=5)
+    reasons = shift.verdict(shift.figures_of(limited), old, T).reasons
+    assert len(reasons) == 1 and reasons[0].startswith("answered without a backend 20.00%")
+
+
 def test_too_few_requests_give_no_verdict():
     old = shift.figures_of(_samples(2000, 1.0, 0.2))
     v = shift.verdict(shift.figures_of(_samples(99, 0.0, 1.0)), old, T)

@@ -16,7 +16,10 @@ when the window opened: only the window's lines cross the network). The figures,
   below 500 and not 499; blocked scanner paths are left out);
 - first-attempt failure: the share of requests that reached a backend whose first attempt failed
   (what clients would see without the retries);
-- p99 latency: the 99th percentile of nginx's request_time.
+- p99 latency: the 99th percentile of nginx's request_time;
+- answered without a backend: the share nginx answered itself (429 of a rate limit keyed on the
+  load balancer, 405...), a success for the report but not what the old group does with the
+  same traffic.
 
 A step passes when the new group is not worse than the old one by more than a margin, on each
 figure. Rates are compared with a noise allowance: a rate fails when it is worse by more than
@@ -246,6 +249,11 @@ class Figures:
         return self.ok / self.requests if self.requests else None
 
     @property
+    def unproxied(self) -> float:
+        """Share of the served requests that reached no backend (nginx answered itself)."""
+        return (self.requests - self.reached_backend) / self.requests if self.requests else 0.0
+
+    @property
     def first_failure(self) -> float | None:
         return self.first_failed / self.reached_backend if self.reached_backend else None
 
@@ -254,6 +262,7 @@ class Figures:
             **asdict(self),
             "success_rate": self.success,
             "first_attempt_failure_rate": self.first_failure,
+            "unproxied_rate": self.unproxied,
         }
 
 
@@ -332,8 +341,19 @@ def verdict(new: Figures, old: Figures, t: Thresholds) -> Verdict:
                 higher_is_worse=True,
             )
         )
-    elif new.first_failure is None and old.first_failure is not None:
-        reasons.append("no request of the new group reached a backend")
+    # Requests nginx answered itself (429 of a rate limit keyed on the load balancer, 405, 444):
+    # a success for the report, but the same traffic mix reaches the backend less often.
+    reasons.append(
+        _rate_worse(
+            "answered without a backend",
+            new.unproxied,
+            new.requests,
+            old.unproxied,
+            old.requests,
+            t.success_margin,
+            higher_is_worse=True,
+        )
+    )
     if new.p99 is not None and old.p99 is not None:
         limit = old.p99 * t.p99_ratio + t.p99_slack
         if new.p99 > limit:
