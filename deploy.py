@@ -11,11 +11,13 @@ state is read in one command (tasks/facts.py), and each task compares against it
 from tasks import (
     facts,
     firewall,
+    host_controls,
     log_shipping,
     nginx_install,
     nginx_proxy,
     packages,
     preflight,
+    sandbox,
     sshd,
     sysctl,
     updates,
@@ -30,5 +32,7 @@ sshd.harden_sshd()
 firewall.configure_firewall()
 sysctl.harden_sysctl()
 updates.security_updates()
+sandbox.sandbox_services()
+host_controls.host_controls()
 packages.remove_unneeded()
 log_shipping.ship_logs()

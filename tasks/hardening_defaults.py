@@ -372,11 +372,23 @@ SYSCTL_DEFAULTS: tuple[SysctlDefault, ...] = (
 
 SYSCTL_DEFAULTS_BY_KEY: dict[str, SysctlDefault] = {d.key: d for d in SYSCTL_DEFAULTS}
 
-# Values sysctl_overrides must not change (a proxy that forwards packets is a router).
+# Values sysctl_overrides must not change (a proxy that forwards packets is a router): the
+# settings refuse an override that changes one (tasks/settings.py), with the reason below.
 SYSCTL_PINNED: dict[str, int] = {
     "net.ipv4.ip_forward": 0,
     "net.ipv6.conf.all.forwarding": 0,
 }
+
+
+def sysctl_pinned_violation(key: str, value: object) -> str | None:
+    """Why KEY = VALUE may not be set (KEY is pinned to another value), else None."""
+    if key not in SYSCTL_PINNED or sysctl_value_text(value).strip() == str(SYSCTL_PINNED[key]):
+        return None
+    return (
+        f"{key} = {value!r} changes a pinned key: it stays {SYSCTL_PINNED[key]}. "
+        + SYSCTL_DEFAULTS_BY_KEY[key].reason
+    )
+
 
 # Where the task installs the rendered file: /etc/sysctl.d/ is read after /usr/lib/sysctl.d/ and
 # the later name wins for the same key, so "90-" comes after systemd's 50-default.conf.
@@ -479,4 +491,92 @@ SERVICES_NOT_ON_A_PROXY: tuple[str, ...] = (
     "cups.service",
     "rpcbind.socket",
     "rpcbind.service",
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# Host controls (tasks/host_controls.py): dev-sec os_hardening and CIS Debian, picked for a proxy
+# --------------------------------------------------------------------------------------------------
+
+# Kernel modules a proxy never needs, made unloadable (`install X /bin/false` in
+# /etc/modprobe.d; `blacklist X` alone still lets a dependency or an explicit modprobe load them).
+# Default of the setting `kernel_module_blacklist`. Each entry: (module, reason).
+KERNEL_MODULES_NOT_ON_A_PROXY_WHY: tuple[tuple[str, str], ...] = (
+    # Network protocols that any unprivileged process can make the kernel load with one socket()
+    # call; each has had local privilege escalations (CIS 3.2, dev-sec os-10).
+    ("dccp", "Datagram Congestion Control Protocol: CVE-2017-6074 and others; nothing speaks it"),
+    ("sctp", "Stream Control Transmission Protocol: telephony signalling, not HTTP"),
+    ("rds", "Reliable Datagram Sockets (Oracle clusters): CVE-2010-3904, CVE-2019-11815"),
+    ("tipc", "Transparent Inter-Process Communication (clusters): CVE-2021-43267"),
+    ("n_hdlc", "HDLC line discipline for serial links: CVE-2017-2636"),
+    ("ax25", "Amateur radio"),
+    ("netrom", "Amateur radio"),
+    ("rose", "Amateur radio"),
+    ("x25", "X.25, a 1970s packet network"),
+    ("atm", "Asynchronous Transfer Mode"),
+    ("appletalk", "AppleTalk"),
+    ("can", "Controller Area Network (vehicles, industrial buses)"),
+    ("ieee802154", "Low-rate wireless personal area networks"),
+    # File systems a proxy never mounts: rarely used parsers of untrusted images (CIS 1.1.1).
+    # Not vfat (the EFI system partition of UEFI instances) nor squashfs (some images use it).
+    ("cramfs", "Compressed ROM file system of embedded devices"),
+    ("freevxfs", "Veritas file system"),
+    ("hfs", "Classic Mac OS file system"),
+    ("hfsplus", "macOS file system"),
+    ("jffs2", "Flash file system of embedded devices"),
+    ("udf", "DVD and Azure provisioning media; EC2 uses none"),
+    # Removable media: an EC2 instance has no USB or FireWire port; a host that has one must not
+    # mount what is plugged in (CIS 1.1.10), and FireWire DMA reads memory.
+    ("usb-storage", "USB mass storage"),
+    ("firewire-core", "FireWire (IEEE 1394) and its DMA access to memory"),
+    ("thunderbolt", "Thunderbolt, PCIe over a cable and its DMA access to memory"),
+)
+KERNEL_MODULES_NOT_ON_A_PROXY: tuple[str, ...] = tuple(
+    m for m, _ in KERNEL_MODULES_NOT_ON_A_PROXY_WHY
+)
+KERNEL_MODULE_REASONS: dict[str, str] = dict(KERNEL_MODULES_NOT_ON_A_PROXY_WHY)
+
+# /etc/login.defs values (setting `login_defs_hardened`). Only these keys' lines are replaced (an
+# active line, else the first commented example with a value, else a line appended): Debian 13's
+# file has no UMASK line at all, Debian 12's has `UMASK 022` and commented rounds.
+LOGIN_DEFS: tuple[tuple[str, str, str], ...] = (
+    (
+        "UMASK",
+        "027",
+        "New files of login sessions (pam_umask) are not world-readable; group read stays "
+        "(CIS 5.4.4, dev-sec os-05b). For a user whose group is their own, pam_umask's "
+        "usergroups rule makes it 007.",
+    ),
+    (
+        "SHA_CRYPT_MIN_ROUNDS",
+        "640000",
+        "Password hashes set by chpasswd/newusers with SHA-512 take 640k rounds, not 5000 "
+        "(dev-sec's value; the proxies' logins use keys, so this protects local accounts only).",
+    ),
+    ("SHA_CRYPT_MAX_ROUNDS", "640000", "Same value: a fixed cost."),
+)
+
+# Shown by sshd before authentication (Banner) and on consoles (/etc/issue, /etc/issue.net).
+# Default of the setting `legal_banner`; it says nothing about the host (no OS, no version).
+LEGAL_BANNER = (
+    "Authorised access only. This system and its data belong to its operator; activity on it is "
+    "logged and monitored.\nUnauthorised access or use is prohibited and may be prosecuted."
+)
+
+# needrestart (setting `needrestart_enabled`): after each apt/dpkg run (unattended-upgrades
+# included), restart the services that still map a replaced library, without asking.
+NEEDRESTART_CONF: tuple[tuple[str, str, str], ...] = (
+    (
+        "restart",
+        "'a'",
+        "Automatic: a patched OpenSSL or glibc reaches nginx and sshd the same night, not at the "
+        "next reboot.",
+    ),
+    (
+        "kernelhints",
+        "0",
+        "No kernel notice: kernel updates wait for a controlled reboot "
+        "(unattended_upgrades_reboot).",
+    ),
+    ("ucodehints", "0", "Same for CPU microcode."),
 )

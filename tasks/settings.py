@@ -29,7 +29,15 @@ from typing import TYPE_CHECKING, Any
 
 from pyinfra.api.exceptions import PyinfraError
 
-from tasks.hardening_defaults import SSHD_CIPHERS, SSHD_KEX_ALGORITHMS, SSHD_MACS
+from tasks.hardening_defaults import (
+    KERNEL_MODULES_NOT_ON_A_PROXY,
+    LEGAL_BANNER,
+    SSHD_CIPHERS,
+    SSHD_KEX_ALGORITHMS,
+    SSHD_MACS,
+    SYSCTL_PINNED,
+    sysctl_pinned_violation,
+)
 
 if TYPE_CHECKING:
     from pyinfra.api.host import Host
@@ -376,7 +384,9 @@ class _Optional(_Check):
 class _SysctlMap(_Check):
     allowed = (
         'a dict of kernel parameter (e.g. "net.ipv4.tcp_syncookies") to an integer or a '
-        "one-line string"
+        "one-line string; pinned keys keep their value ("
+        + ", ".join(f"{key} = {value}" for key, value in SYSCTL_PINNED.items())
+        + ")"
     )
     _KEY_RE = re.compile(r"[a-z0-9_]+(?:\.[A-Za-z0-9_-]+)+")
     _TEXT_RE = re.compile(r"[^\s#;][^\n\r#;]*")
@@ -391,6 +401,9 @@ class _SysctlMap(_Check):
                 raise _Invalid(f"value {item!r} of {key} is not allowed")
             if isinstance(item, str) and not self._TEXT_RE.fullmatch(item):
                 raise _Invalid(f"value {item!r} of {key} is not allowed")
+            pinned = sysctl_pinned_violation(key, item)
+            if pinned:
+                raise _Invalid(pinned)
         return MappingProxyType(dict(value))
 
 
@@ -759,6 +772,50 @@ class Settings:
         _Bool(),
         "Reboot by itself when an update needs it. Off: proxies rebooting on their own, maybe "
         "together, drop traffic; reboot them in a controlled `--serial` run instead.",
+    )
+    service_sandbox_enabled: bool = _setting(
+        True,
+        _Bool(),
+        "systemd sandboxes (drop-ins) for nginx and the log shipper: read-only system, few "
+        "capabilities and system calls (`systemd-analyze security`: nginx 9.6 -> 2.6, the "
+        "shipper 8.9 -> 1.1). A change restarts nginx once, after `nginx -t` inside the sandbox.",
+    )
+    kernel_module_blacklist: tuple[str, ...] = _setting(
+        KERNEL_MODULES_NOT_ON_A_PROXY,
+        _List(
+            _Pattern(r"[a-z0-9][a-z0-9_-]{0,55}", "a kernel module name"),
+            what='kernel module names (e.g. "dccp")',
+        ),
+        "Kernel modules made unloadable (`install X /bin/false`): rare network protocols and file "
+        "systems (a history of kernel exploits, loadable by any user), USB storage, FireWire "
+        "(reasons in tasks/hardening_defaults.py). Empty: off. Persisted only in a container.",
+    )
+    core_dumps_disabled: bool = _setting(
+        True,
+        _Bool(),
+        "No core dumps (limits.d hard limit 0, systemd-coredump Storage=none): a dump of nginx "
+        "holds requests, cookies and keys in clear.",
+    )
+    login_defs_hardened: bool = _setting(
+        True,
+        _Bool(),
+        "/etc/login.defs: UMASK 027 and 640000 SHA-512 rounds; only those lines are replaced.",
+    )
+    legal_banner: str = _setting(
+        LEGAL_BANNER,
+        _Pattern(
+            r"(?:[ -\[\]-~]{1,200}(?:\n[ -\[\]-~]{1,200}){0,9})?",
+            "empty (off), or up to 10 lines of printable ASCII (no backslash), 200 characters each",
+        ),
+        "Legal notice shown by sshd before login (Banner) and in /etc/issue, /etc/issue.net. "
+        "Empty: none (sshd Banner none, the issue files left alone).",
+    )
+    needrestart_enabled: bool = _setting(
+        True,
+        _Bool(),
+        "Install needrestart in automatic mode: after unattended-upgrades patches a library, the "
+        "services still using the old one are restarted (nginx, sshd), not left vulnerable until "
+        "a reboot.",
     )
 
     # Log shipping

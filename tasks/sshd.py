@@ -7,7 +7,8 @@ proxy-deploy-sshd-rollback.service (enabled: runs at boot) and .timer, and the s
 /var/lib/proxy-deploy/sshd/ (`confirmed`: the last sshd_config a fresh login proved;
 `pending`: present while a change is unconfirmed).
 Reads: sshd_allow_users, sshd_login_grace_time, sshd_max_auth_tries, sshd_ciphers,
-sshd_kex_algorithms, sshd_macs, sshd_client_alive_interval, admin_cidrs; pyinfra's ssh_port.
+sshd_kex_algorithms, sshd_macs, sshd_client_alive_interval, admin_cidrs, legal_banner (Banner
+/etc/issue.net, written by tasks/host_controls.py); pyinfra's ssh_port.
 
 A change goes live in this order, and a kill or a reboot between any two steps is safe:
 1. arm: keep the running file as `confirmed` if none is kept yet, create `pending`, start the
