@@ -4,7 +4,7 @@ judges each step from the proxies' own access logs over SSH. Group a = proxy-1 a
 group b (the new one) = proxy-3.
 
 Traffic is bounded (one loadgen connection, at most TRAFFIC_SECONDS), steps are short (2 s to
-settle, 3 s judged, at least 80 requests per group): the three tests take about a minute and a half.
+settle, 3 s judged, at least 80 requests per group): the four tests take about a minute and a half.
 
 LAB_STAGE 42: after the rollout tests, with the fleet converged; proxy-3 is deployed back to the
 lab's settings after the failing-group test, and the weights put back to a=100 b=0 after each.
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, run_deploy
+from test_pipeline_lab import ci_job
 
 from lab import config, core, fakeaws
 from lab import lb as lab_lb
@@ -158,3 +159,24 @@ def test_shift_killed_halfway_resumes_from_the_weights_it_reads(at_zero, lab_env
     assert report["initial_weights"] == {"a": 75, "b": 25}
     assert [s["share"] for s in report["steps"]] == [25, 50, 100]
     assert rule_weights() == {"a": 0, "b": 100}
+
+
+def test_gitlab_shift_job_finds_the_rule_by_its_default_name_and_rolls_back(at_zero, lab_env):
+    """The manual `shift` job as GitLab runs it (gitlab-ci-local): SHIFT_LOAD_BALANCER's default
+    proxy-$ENVIRONMENT is the lab's load balancer; SHIFT_ROLLBACK=true puts b back to 0."""
+    elb = fakeaws.elbv2_client()
+    rule = lab_lb.read_state()["rule_arn"]
+    forward = elb.describe_rules(RuleArns=[rule])["Rules"][0]["Actions"][0]["ForwardConfig"]
+    half = [{**tg, "Weight": 50} for tg in forward["TargetGroups"]]
+    elb.modify_rule(
+        RuleArn=rule, Actions=[{"Type": "forward", "ForwardConfig": {"TargetGroups": half}}]
+    )
+    assert rule_weights() == {"a": 50, "b": 50}
+    env = {k: v for k, v in lab_env.items() if k != "SHIFT_LOAD_BALANCER"}  # the job's default
+    job = ci_job(env, "shift", SHIFT_TO="b", SHIFT_ROLLBACK="true")
+    assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-2000:]
+    assert rule_weights() == {"a": 100, "b": 0}
+    report = json.loads((REPO / "shift-report.json").read_text())
+    assert report["outcome"] == "rollback" and report["initial_weights"] == {"a": 50, "b": 50}
+    for name in ("shift-report.txt", "shift-report.json"):
+        (REPO / name).unlink()
