@@ -3,7 +3,7 @@ load balancer (lab/lb.py) applies them to the loadgen's traffic, and `python -m 
 judges each step from the proxies' own access logs over SSH. Group a = proxy-1 and proxy-2,
 group b (the new one) = proxy-3.
 
-Traffic is bounded (one loadgen connection, at most TRAFFIC_SECONDS), steps are short (2 s to
+Traffic is bounded (one loadgen connection, at most 40 s a test), steps are short (2 s to
 settle, 3 s judged, at least 80 requests per group): the four tests take about a minute and a half.
 
 LAB_STAGE 42: after the rollout tests, with the fleet converged; proxy-3 is deployed back to the
