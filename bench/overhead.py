@@ -386,6 +386,9 @@ def summarize(run: dict, args: argparse.Namespace, layout_name: str) -> dict:
     results, entries = run["results"], run["entries"]
     direct, proxied = results["direct"], results[PROXY]
     ratios = {key: proxied[key] / direct[key] for key in ("p50", "p99", "rps")}
+    # What the client sees the proxy add: the extra hop (network, two more sockets, queueing)
+    # included, which nginx's own clock does not hold.
+    wrk_added = {key: round(proxied[key] - direct[key], 3) for key in ("p50", "p99")}
     added, skipped = added_times([e for e in entries if e["status"] == 200])
     proxied_ok = [e for e in entries if e["status"] == 200 and e["upstream_times"]]
     by_backend = {
@@ -406,6 +409,7 @@ def summarize(run: dict, args: argparse.Namespace, layout_name: str) -> dict:
         "layout": layout_name,
         "cpus": {part: sorted(cpus) for part, cpus in layout.items()},
         "proxy_nginx_pids": run["nginx_pids"],
+        "proxy_nginx_workers": len(run["nginx_pids"]) - 1,
         "backend": f"nginx return 200 on {APP.address}:{FAST_PORT}, 1 worker",
         "seconds": args.seconds,
         "max_requests": args.max_requests,
@@ -431,6 +435,7 @@ def summarize(run: dict, args: argparse.Namespace, layout_name: str) -> dict:
         "conditions": conditions,
         "results": results,
         "ratios": ratios,
+        "wrk_added_ms": wrk_added,
         "access_log": log,
         "goals": goals,
     }
@@ -449,6 +454,10 @@ def print_table(summary: dict) -> None:
         f"{'ratio':<8} {'':>9} {ratios['p50']:>8.2f} {ratios['p99']:>8.2f} {ratios['rps']:>8.2f}"
         "   (through proxy-1 / direct)"
     )
+    print(
+        f"{'added':<8} {'':>9} {summary['wrk_added_ms']['p50']:>8.2f}"
+        f" {summary['wrk_added_ms']['p99']:>8.2f}   (through proxy-1 - direct, as wrk sees it)"
+    )
     print()
     if log.get("requests"):
         print(
@@ -466,7 +475,8 @@ def print_table(summary: dict) -> None:
         f"non-200: {log['non_200']}, answered by another backend: {log['answered_by']['other']})"
     )
     print(
-        f"goals: proxy p99 added <= {goals['added_p99_ms_max']:g} ms: "
+        "goals: proxy p99 added (access log, 1 ms resolution)"
+        f" <= {goals['added_p99_ms_max']:g} ms: "
         f"{'met' if goals['added_p99_met'] else 'NOT met'}; "
         f"throughput >= {goals['rps_ratio_min']:g}x direct: "
         f"{'met' if goals['rps_ratio_met'] else 'NOT met'} ({ratios['rps']:.2f}x)"
@@ -481,8 +491,9 @@ def print_table(summary: dict) -> None:
     cpus = cond["cpus"]
     print(
         f"[nproc {cond['nproc']}; layout {cond['layout']}: wrk ({cond['wrk_threads']} thread(s),"
-        f" {cond['connections']} connections) on CPU {cpus['loadgen']}, proxy-1's nginx on CPU"
-        f" {cpus['proxy']}, backend ({cond['backend']}) on CPU {cpus['backend']};"
+        f" {cond['connections']} connections) on CPU {cpus['loadgen']}, proxy-1's nginx"
+        f" ({cond['proxy_nginx_workers']} workers) on CPU {cpus['proxy']},"
+        f" backend ({cond['backend']}) on CPU {cpus['backend']};"
         f" same layout for both runs; {cond['seconds']} s or {cond['max_requests']} requests"
         " per run]"
     )

@@ -231,6 +231,7 @@ def test_overhead_summary_flags_capped_runs_errors_and_other_backends():
     }
     summary = summarize(run, args, "proxy-own-cpu")
     assert summary["ratios"]["rps"] == 0.95
+    assert summary["wrk_added_ms"] == {"p50": 0.1, "p99": 0.2}
     assert summary["access_log"]["answered_by"] == {"fast_backend": 98, "other": 2}
     assert summary["access_log"]["p99_ms"] == 1.0
     goals = summary["goals"]
