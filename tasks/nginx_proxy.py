@@ -20,12 +20,14 @@ or a run died between installing them and the reload); after the reload `/health
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyinfra import host
 from pyinfra.api import FactBase, deploy
 from pyinfra.operations import files
 
+from tasks import drift
 from tasks.activation import activate, install_validated, manages, render
 from tasks.apt_packages import installed_packages
 from tasks.facts import ask, asks, exists, looks_for
@@ -53,18 +55,8 @@ looks_for(DEFAULT_SITE_LINK, DEFAULT_SITE_FILE, OLD_PROXY_FILE)
 @deploy("Configure nginx as a retrying reverse proxy")
 def configure_proxy() -> None:
     settings = for_host(host)
-    if _may_exist(DEFAULT_SITE_LINK):
-        files.link(
-            name=f"Remove the default site {DEFAULT_SITE_LINK}",
-            path=DEFAULT_SITE_LINK,
-            present=False,
-        )
-    if _may_exist(DEFAULT_SITE_FILE):
-        files.file(
-            name=f"Remove the default site {DEFAULT_SITE_FILE}",
-            path=DEFAULT_SITE_FILE,
-            present=False,
-        )
+    _remove(files.link, DEFAULT_SITE_LINK, f"Remove the default site {DEFAULT_SITE_LINK}")
+    _remove(files.file, DEFAULT_SITE_FILE, f"Remove the default site {DEFAULT_SITE_FILE}")
     wanted = rendered_files(settings, inventory_backend_addresses(host))
     config = install_validated(
         name="Install the nginx configuration (checked with nginx -t first)",
@@ -85,19 +77,20 @@ def configure_proxy() -> None:
         installed=config,
         live_drift=ask(_nginx_loaded).drift(NGINX_CONF),
     )
-    if _may_exist(OLD_PROXY_FILE):
-        files.file(
-            name=f"Remove {OLD_PROXY_FILE} (now part of nginx.conf)",
-            path=OLD_PROXY_FILE,
-            present=False,
-        )
+    _remove(files.file, OLD_PROXY_FILE, f"Remove {OLD_PROXY_FILE} (now part of nginx.conf)")
 
 
-def _may_exist(path: str) -> bool:
-    """Whether PATH is there to remove. The facts were read before this run installed anything:
-    when nginx was not installed yet, its package is about to create the default site, so the
-    removal is planned (pyinfra's operation then looks at the file itself when it runs)."""
-    return "nginx" not in installed_packages() or exists(path)
+def _remove(operation: Callable[..., object], path: str, name: str) -> None:
+    """Remove PATH with OPERATION (files.file or files.link) when it is there: a drift line.
+
+    The facts were read before this run installed anything: when nginx was not installed yet,
+    its package is about to create the default site, so the removal is planned anyway (pyinfra's
+    operation looks at the path itself when it runs)."""
+    if exists(path):
+        drift.state_differs(path, "present, should not be", name)
+    elif "nginx" in installed_packages():
+        return
+    operation(name=name, path=path, present=False)
 
 
 @asks

@@ -135,6 +135,15 @@ DRIFTS = {
         "net.ipv4.conf.all.send_redirects: live 1, should be 0",
     ),
     "package removed": ("dpkg --purge logrotate >/dev/null", "package logrotate: not installed"),
+    # The fast path reads these in its one command too: which paths exist, activation records.
+    "default site back": (
+        "ln -s /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default",
+        "/etc/nginx/sites-enabled/default: present, should not be",
+    ),
+    "activation record lost": (
+        "rm /var/lib/proxy-deploy/active/sshd",
+        "sshd: running configuration older than /etc/ssh/sshd_config",
+    ),
     # Last: it opens SSH to everyone until the repair (the policy is accept without the table).
     "nftables table flushed": (
         "nft delete table inet proxy_firewall",
@@ -164,6 +173,7 @@ def test_each_drift_kind_is_reported_with_its_diff_or_line_and_repaired_by_one_r
     ]
     assert on_host(host, "dpkg-query -W -f '${Status}' logrotate") == "install ok installed"
     assert on_host(host, "stat -c %a /etc/default/proxy-log-shipping").strip() == "600"
+    assert on_host(host, "test -e /etc/nginx/sites-enabled/default || echo gone") == "gone\n"
     assert core.traffic("loadgen", f"http://{proxies[1].address}/healthz", requests=5)["ok"] == 5
     assert not core.can_connect("outsider", proxies[1].address, 22)
     (tmp_path / "after").mkdir()
