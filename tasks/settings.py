@@ -834,8 +834,9 @@ class Settings:
     log_shipping_env: Mapping[str, str] = _setting(
         None,
         _EnvMap(),
-        "Extra environment for the uploader. On EC2 leave it empty: boto3 uses the instance's "
-        "role. Only for S3-compatible endpoints or a test lab (AWS_ENDPOINT_URL and keys).",
+        "Extra environment for the uploader. On EC2 leave it empty: it signs with the "
+        "instance role's credentials, from IMDSv2. Only for S3-compatible endpoints or a test "
+        "lab (AWS_ENDPOINT_URL and keys).",
         factory=lambda: MappingProxyType({}),
     )
 
