@@ -1,7 +1,10 @@
 """The host firewall: an nftables allowlist, loaded atomically, persisted, enabled at boot.
 
 Owns: /etc/nftables.conf (one table, `inet proxy_firewall`; other tables are left alone),
-the `nftables` service (enabled, so the ruleset loads at boot), and the firewall's activation
+the `nftables` service (enabled, so the ruleset loads at boot), its drop-in
+/etc/systemd/system/nftables.service.d/proxy-deploy.conf (templates/systemd/
+nftables-proxy-deploy.conf: stopping the unit deletes our table only, where Debian's unit runs
+`nft flush ruleset` and removes every other table too), and the firewall's activation
 record /var/lib/proxy-deploy/active/firewall: the hash of the ruleset file it loaded and a hash of
 the live table right after loading. A live table that differs (flushed or edited by hand), or a
 ruleset installed but never loaded (a run killed in between), is drift; the run reloads it.
@@ -17,23 +20,27 @@ from pyinfra import host
 from pyinfra.api import deploy, operation
 from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.server import Command
+from pyinfra.operations import systemd
 
 from tasks import drift
 from tasks.activation import (
     ACTIVE_DIR,
     STATE_DIR,
+    install_file,
     install_validated,
     manages,
     recorded,
     render,
     sha1,
+    template_text,
 )
 from tasks.facts import ask, asks
 from tasks.settings import for_host, ssh_port_of
-from tasks.units import service_state, watches
+from tasks.units import service_state, unit_state, watches
 
 RULESET = "/etc/nftables.conf"
-manages(RULESET)
+DROPIN = "/etc/systemd/system/nftables.service.d/proxy-deploy.conf"
+manages(RULESET, DROPIN)
 watches("nftables.service")
 TABLE = "inet proxy_firewall"
 PACKAGES = ("nftables",)
@@ -62,7 +69,31 @@ def configure_firewall() -> None:
         mode="755",
     )
     _load(ruleset, sha1(content))
+    _stop_only_our_table()
     service_state(name="Enable nftables at boot", unit="nftables", enabled=True)
+
+
+def _stop_only_our_table() -> None:
+    """The nftables.service drop-in, and a daemon-reload when it changed or systemd still runs
+    an older definition of the unit (a run killed in between). Nothing else: the drop-in changes
+    what stop and reload do, not the table loaded now.
+
+    Not `units.install_units`: it asks systemd about each file's own name, and a drop-in is not a
+    unit (that would cost a remote command of its own on every run)."""
+    changed = install_file(
+        name=f"Install {DROPIN} (stopping nftables deletes only {TABLE})",
+        path=DROPIN,
+        content=template_text("systemd/nftables-proxy-deploy.conf"),
+    )
+    stale = unit_state("nftables.service").get("NeedDaemonReload") == "yes"
+    if stale:
+        drift.state_differs(
+            "nftables.service",
+            "systemd runs an older definition (daemon-reload pending)",
+            "Reload systemd",
+        )
+    if changed or stale:
+        systemd.daemon_reload(name="Reload systemd (nftables drop-in changed)")
 
 
 def _load(installed: OperationMeta | None, ruleset_sha1: str) -> None:

@@ -1,0 +1,54 @@
+"""Stopping nftables removes only the deploy's table (issue 13 item 9), on the lab.
+
+Debian's nftables.service runs `nft flush ruleset` on stop, which deletes every table on the host,
+other software's too. The deploy's drop-in (templates/systemd/nftables-proxy-deploy.conf) makes
+stop delete `inet proxy_firewall` only. Here, on Debian 13 (proxy-1) and 12 (proxy-3): another
+table present, `systemctl stop nftables` keeps it and removes ours; `start` brings ours back; the
+next deploy changes nothing.
+
+LAB_STAGE 13: after the drift tests (the fleet is converged), before hardening.
+"""
+
+from __future__ import annotations
+
+import pytest
+from test_deploy import on_host
+from test_drift_lab import converge
+
+pytestmark = pytest.mark.lab
+LAB_STAGE = 13
+
+OTHER = "inet other_software"
+OURS = "inet proxy_firewall"
+
+
+def tables(host: str) -> set[str]:
+    return {line.removeprefix("table ") for line in on_host(host, "nft list tables").splitlines()}
+
+
+def test_stopping_nftables_keeps_other_tables_and_start_restores_ours(lab_env, proxies):
+    hosts = [proxies[0].name, proxies[-1].name]  # Debian 13 and Debian 12
+    # The drop-in in place (on a converged fleet: a no-op).
+    converge(lab_env, hosts[0], "--limit", hosts[1])
+    try:
+        for host in hosts:
+            on_host(host, f"nft add table {OTHER} && nft add chain {OTHER} keep")
+            assert {OURS, OTHER} <= tables(host)
+            on_host(host, "systemctl stop nftables")
+            assert on_host(host, "systemctl is-active nftables || true").strip() == "inactive"
+            after_stop = tables(host)
+            assert OTHER in after_stop, f"{host}: stop removed another table: {after_stop}"
+            assert OURS not in after_stop, f"{host}: stop left our table: {after_stop}"
+            assert "chain keep" in on_host(host, f"nft list table {OTHER}")
+
+            on_host(host, "systemctl start nftables")
+            assert {OURS, OTHER} <= tables(host), host
+            on_host(host, "systemctl reload nftables")  # reloads our file only
+            assert {OURS, OTHER} <= tables(host), host
+
+        # Our table back as loaded by the unit is the table the deploy loaded: nothing to do.
+        again = converge(lab_env, hosts[0], "--limit", hosts[1])
+        assert again.changed() == {}, again.changed()
+    finally:
+        for host in hosts:
+            on_host(host, f"systemctl start nftables; nft delete table {OTHER} 2>/dev/null; true")
