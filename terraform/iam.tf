@@ -1,5 +1,12 @@
-# The proxies' instance role: it may only add objects under its own log prefix of the access-log
-# bucket (tasks/log_shipping.py uploads the rotated nginx JSON logs hourly). No other AWS API.
+# The proxies' instance role: each instance may only add objects under its own log prefix of the
+# access-log bucket (tasks/log_shipping.py uploads the rotated nginx JSON logs hourly). No other AWS
+# API.
+
+locals {
+  # One statement per proxy in the log-shipping policy, about 300 characters each (a 63-character
+  # bucket name; tests/test_terraform.py measures it) against IAM's 10,240 per role.
+  max_proxies_per_log_policy = 30
+}
 
 data "aws_iam_policy_document" "proxy_assume" {
   statement {
@@ -18,12 +25,33 @@ resource "aws_iam_role" "proxy" {
   assume_role_policy = data.aws_iam_policy_document.proxy_assume.json
 }
 
+# Each proxy may write under its own instance id only: PREFIX/INSTANCE_ID/YYYY/MM/DD/... (the key
+# templates/logs/ship-logs.py builds), so a compromised proxy cannot overwrite or forge the logs of
+# the others. All proxies share the role, so the statement that lets an instance write a prefix must
+# know which instance is asking: the request context key ec2:SourceInstanceARN, "the ARN of the EC2
+# instance from which the request is made ... present only when the request comes from an EC2
+# instance using an IAM role associated with an EC2 instance profile" (IAM User Guide, "IAM policy
+# elements: Variables and tags", https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_variables.html).
+# No policy variable yields the bare instance id (${aws:userid} is ROLE_ID:INSTANCE_ID,
+# ${ec2:SourceInstanceARN} the whole ARN), so there is one statement per instance: its prefix,
+# allowed only when the request comes from that instance. A statement is about 300 characters and
+# a role's inline policies may hold 10,240 (whitespace not counted): hence the precondition below.
 data "aws_iam_policy_document" "proxy_log_shipping" {
-  statement {
-    sid       = "ShipProxyAccessLogs"
-    effect    = "Allow"
-    actions   = ["s3:PutObject"]
-    resources = ["${aws_s3_bucket.access_logs.arn}/${var.proxy_log_prefix}/*"]
+  dynamic "statement" {
+    for_each = aws_instance.proxy
+
+    content {
+      sid       = "ShipOwnAccessLogs${replace(statement.key, "/[^A-Za-z0-9]/", "")}"
+      effect    = "Allow"
+      actions   = ["s3:PutObject"]
+      resources = ["${aws_s3_bucket.access_logs.arn}/${var.proxy_log_prefix}/${statement.value.id}/*"]
+
+      condition {
+        test     = "ArnEquals"
+        variable = "ec2:SourceInstanceARN"
+        values   = [statement.value.arn]
+      }
+    }
   }
 }
 
@@ -31,6 +59,13 @@ resource "aws_iam_role_policy" "proxy_log_shipping" {
   name   = "ship-access-logs"
   role   = aws_iam_role.proxy.id
   policy = data.aws_iam_policy_document.proxy_log_shipping.json
+
+  lifecycle {
+    precondition {
+      condition     = length(local.proxies) <= local.max_proxies_per_log_policy
+      error_message = "The log-shipping policy holds one statement per proxy and fits ${local.max_proxies_per_log_policy} (IAM's 10,240 characters of inline policy per role): split it into managed policies before growing the fleet further."
+    }
+  }
 }
 
 resource "aws_iam_instance_profile" "proxy" {

@@ -288,6 +288,109 @@ def test_access_log_bucket_is_private_encrypted_and_expires_logs(tf):
     assert one(lb["access_logs"])["bucket"] == "${aws_s3_bucket.access_logs.id}"
 
 
+# --- The proxies' instance role: each proxy writes its own log prefix only (issue 13 item 6) ------
+
+
+def _log_policy(tf: dict, instances: dict[str, str], bucket: str, prefix: str) -> list[dict]:
+    """The log-shipping policy's statements as IAM gets them, for INSTANCES (Name -> id) in
+    eu-west-1 of account 123456789012: the dynamic block expanded by hand."""
+    dynamic = one(tf["data"][("aws_iam_policy_document", "proxy_log_shipping")]["dynamic"])
+    block = dynamic["statement"]
+    assert block["for_each"] == "${aws_instance.proxy}"
+    content = one(block["content"])
+    statements = []
+    for name, instance_id in instances.items():
+        arn = f"arn:aws:ec2:eu-west-1:123456789012:instance/{instance_id}"
+
+        def fill(text: str, instance_id: str = instance_id, arn: str = arn) -> str:
+            return (
+                text.replace("${aws_s3_bucket.access_logs.arn}", f"arn:aws:s3:::{bucket}")
+                .replace("${var.proxy_log_prefix}", prefix)
+                .replace("${statement.value.id}", instance_id)
+                .replace("${statement.value.arn}", arn)
+            )
+
+        condition = one(content["condition"])
+        statements.append(
+            {
+                "Sid": "ShipOwnAccessLogs" + re.sub("[^A-Za-z0-9]", "", name),
+                "Effect": content["effect"],
+                "Action": content["actions"],
+                "Resource": [fill(r) for r in content["resources"]],
+                "Condition": {
+                    condition["test"]: {
+                        condition["variable"]: [fill(v) for v in condition["values"]]
+                    }
+                },
+            }
+        )
+    return statements
+
+
+def _allowed(statements: list[dict], action: str, resource: str, context: dict[str, str]) -> bool:
+    """IAM's answer for these Allow statements (ArnEquals and resource wildcards only)."""
+    for st in statements:
+        arns_match = all(
+            context.get(key) in values for key, values in st["Condition"]["ArnEquals"].items()
+        )
+        resource_match = any(
+            re.fullmatch(re.escape(r).replace(r"\*", ".*"), resource) for r in st["Resource"]
+        )
+        if st["Effect"] == "Allow" and action in st["Action"] and arns_match and resource_match:
+            return True
+    return False
+
+
+def test_each_proxy_may_write_only_its_own_log_prefix(tf, monkeypatch, tmp_path):
+    prefix = resolve(tf, "${var.proxy_log_prefix}")
+    ids = {"proxy-a-1": "i-0aaaaaaaaaaaaaaa1", "proxy-a-2": "i-0bbbbbbbbbbbbbbb2"}
+    statements = _log_policy(tf, ids, "logs-bucket", prefix)
+    # The key the shipper builds for an instance (templates/logs/ship-logs.py).
+    log = tmp_path / "proxy_access.log.1"
+    log.write_text("{}\n")
+    shipper = runpy.run_path(str(REPO / "templates/logs/ship-logs.py"))
+    monkeypatch.setenv("SHIP_LOG_FILE", "/var/log/nginx/proxy_access.log")
+    monkeypatch.setenv("SHIP_PREFIX", prefix)
+
+    def key_of(instance_id: str) -> str:
+        monkeypatch.setenv("SHIP_INSTANCE_ID", instance_id)
+        return shipper["object_key"](str(log), "0" * 40)
+
+    def from_(instance_id: str) -> dict[str, str]:
+        return {
+            "ec2:SourceInstanceARN": f"arn:aws:ec2:eu-west-1:123456789012:instance/{instance_id}"
+        }
+
+    one_, two = ids.values()
+    own = f"arn:aws:s3:::logs-bucket/{key_of(one_)}"
+    other = f"arn:aws:s3:::logs-bucket/{key_of(two)}"
+    assert _allowed(statements, "s3:PutObject", own, from_(one_))
+    assert not _allowed(statements, "s3:PutObject", other, from_(one_)), "overwrites another's"
+    assert _allowed(statements, "s3:PutObject", other, from_(two))
+    # Not beside the instance prefixes, not without the instance's own ARN, nothing but PutObject.
+    assert not _allowed(
+        statements, "s3:PutObject", f"arn:aws:s3:::logs-bucket/{prefix}/x", from_(one_)
+    )
+    assert not _allowed(statements, "s3:PutObject", own, {})
+    assert not _allowed(statements, "s3:DeleteObject", own, from_(one_))
+    assert {a for st in statements for a in st["Action"]} == {"s3:PutObject"}
+
+
+def test_log_policy_fits_iams_inline_limit_at_the_largest_fleet_it_allows(tf):
+    """IAM counts an inline policy's characters without whitespace, 10,240 per role: the
+    precondition's fleet size must fit with the longest bucket name (63) and instance ids."""
+    most = tf["locals"]["max_proxies_per_log_policy"]
+    role_policy = tf["resource"][("aws_iam_role_policy", "proxy_log_shipping")]
+    precondition = one(one(role_policy["lifecycle"])["precondition"])
+    assert (
+        precondition["condition"] == "${length(local.proxies) <= local.max_proxies_per_log_policy}"
+    )
+    ids = {f"proxies-abcdef-{n}": f"i-{n:017x}" for n in range(most)}
+    statements = _log_policy(tf, ids, "b" * 63, resolve(tf, "${var.proxy_log_prefix}"))
+    document = json.dumps({"Version": "2012-10-17", "Statement": statements}, separators=(",", ":"))
+    assert len(document) <= 10240, len(document)
+
+
 def test_state_lives_in_gitlabs_http_backend(tf):
     assert one(tf["terraform"]["backend"]) == {"http": {}}
 
