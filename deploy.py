@@ -9,6 +9,7 @@ state is read in one command (tasks/facts.py), and each task compares against it
 """
 
 from tasks import (
+    auditd,
     facts,
     firewall,
     host_controls,
@@ -34,5 +35,6 @@ sysctl.harden_sysctl()
 updates.security_updates()
 sandbox.sandbox_services()
 host_controls.host_controls()
+auditd.audit_rules()
 packages.remove_unneeded()
 log_shipping.ship_logs()

@@ -16,7 +16,15 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import apt
 
-from tasks import drift, firewall, host_controls, log_shipping, nginx_install, updates
+from tasks import (
+    auditd,
+    drift,
+    firewall,
+    host_controls,
+    log_shipping,
+    nginx_install,
+    updates,
+)
 from tasks.apt_packages import ensure_installed, installed_packages
 from tasks.hardening_defaults import PACKAGES_NOT_ON_A_PROXY, SERVICES_NOT_ON_A_PROXY
 from tasks.settings import Settings, for_host
@@ -33,6 +41,7 @@ def needed(settings: Settings) -> list[str]:
         *updates.PACKAGES,
         *(log_shipping.PACKAGES if settings.log_bucket else ()),
         *(host_controls.PACKAGES if settings.needrestart_enabled else ()),
+        *(auditd.PACKAGES if settings.auditd_enabled else ()),
     ]
     return list(dict.fromkeys(wanted))
 

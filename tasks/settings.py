@@ -817,6 +817,13 @@ class Settings:
         "services still using the old one are restarted (nginx, sshd), not left vulnerable until "
         "a reboot.",
     )
+    auditd_enabled: bool = _setting(
+        True,
+        _Bool(),
+        "Install auditd with a small rule set: changes to sshd_config, sudoers, identity files, "
+        "nginx and nftables configuration, unit files, and kernel module loading. Inside a "
+        "container only persisted (the audit subsystem is the machine's).",
+    )
 
     # Log shipping
     log_bucket: str = _setting(

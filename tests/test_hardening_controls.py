@@ -268,3 +268,29 @@ def test_legal_banner_refuses_a_backslash_agetty_would_interpret() -> None:
         _settings(legal_banner="Welcome to \\n")
     issue = render("host/issue.j2", banner=_settings().legal_banner)
     assert issue.startswith("Authorised access only.") and "\\" not in issue
+
+
+# --- auditd ---------------------------------------------------------------------------------------
+
+
+def test_audit_rules_watch_what_matters_on_a_proxy() -> None:
+    rules = template_text("audit/90-proxy.rules")
+    for path, key in (
+        ("/etc/ssh/sshd_config", "sshd"),
+        ("/etc/sudoers", "sudoers"),
+        ("/etc/sudoers.d/", "sudoers"),
+        ("/etc/shadow", "identity"),
+        ("/etc/nginx/", "nginx"),
+        ("/etc/nftables.conf", "firewall"),
+    ):
+        assert f"\n-w {path} -p wa -k {key}\n" in rules
+    assert "-S init_module,finit_module,delete_module -k modules" in rules
+    assert "\n-e 2" not in rules  # immutable rules would need a reboot for every change
+    assert "\n-D" not in rules  # Debian's audit.rules deletes first; a second -D would drop it
+
+
+@pytest.mark.parametrize(("enabled", "expected"), [(True, True), (False, False)])
+def test_auditd_is_in_the_one_apt_transaction_only_when_enabled(
+    enabled: bool, expected: bool
+) -> None:
+    assert ("auditd" in packages.needed(_settings(auditd_enabled=enabled))) is expected

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -56,10 +57,15 @@ def test_sandboxed_nginx_reloads_rotates_its_logs_and_serves(deployed, proxies):
     assert master_pid(node.name) == before  # a reload, not a restart
     rotated = core.exec_in_lab(node.name, ["logrotate", "-f", "/etc/logrotate.d/nginx"])
     assert rotated.returncode == 0, rotated.stderr
-    # nginx reopened its logs on logrotate's signal: the request lands in the new file.
-    result = core.traffic("loadgen", f"http://{node.address}/pets/7", requests=5)
-    assert result["outcomes"].get("200") == 5, result
-    fresh = on_host(node.name, "cat /var/log/nginx/proxy_access.log")
+    # nginx reopens its logs on logrotate's signal (the workers a moment after the master):
+    # requests then land in the new file.
+    for _ in range(20):
+        result = core.traffic("loadgen", f"http://{node.address}/pets/7", requests=5)
+        assert result["outcomes"].get("200") == 5, result
+        fresh = on_host(node.name, "cat /var/log/nginx/proxy_access.log")
+        if fresh.count("/pets/7") >= 5:
+            break
+        time.sleep(0.5)
     assert fresh.count("/pets/7") >= 5, fresh[-500:]
     errors = on_host(node.name, "cat /var/log/nginx/error.log /var/log/nginx/error.log.1")
     assert not re.search(r"Permission denied|Operation not permitted|\(13:|\(1:", errors)
@@ -131,8 +137,18 @@ def test_host_controls_are_active_or_persisted(deployed, proxies):
         assert "\ninstall dccp /bin/false\n" in blacklist, node.name
         inside = on_host(node.name, "systemd-detect-virt --container || true").strip()
         modules = "persisted only (container)" if inside != "none" else "active"
+        audit = on_host(
+            node.name,
+            "systemctl is-enabled auditd; systemctl is-active auditd;"
+            " grep -c -- '-k ' /etc/audit/rules.d/90-proxy.rules",
+        ).split()
+        assert audit[0] == "enabled" and int(audit[2]) >= 10, (node.name, audit)
+        if inside == "none":
+            assert audit[1] == "active", node.name
+        auditd = "running" if audit[1] == "active" else "persisted and enabled, not running"
         report.append(
             f"{node.name} ({node.suite}): legal banner active, login umask {umask} active, core "
-            f"limit 0 active, needrestart automatic active, module blacklist {modules}"
+            f"limit 0 active, needrestart automatic active, module blacklist {modules}, "
+            f"auditd {auditd}"
         )
     print("\n" + "\n".join(report))

@@ -1,0 +1,64 @@
+"""auditd: a small audit rule set for what matters on a proxy.
+
+Owns: /etc/audit/rules.d/90-proxy.rules (templates/audit/90-proxy.rules: sshd_config, sudoers,
+identity files, nginx and nftables configuration, unit files, module loading), its loading into
+the kernel (`augenrules --load` when the file changed), and auditd running and enabled at boot.
+Declares the package auditd (tasks/packages.py installs it with the others).
+Reads: auditd_enabled.
+Leaves alone: Debian's own rules (audit.rules: buffers, failure mode) and auditd.conf; shipping
+/var/log/audit/ off the host (not done yet: the log shipper sends the access logs only).
+
+Inside a container (`systemd-detect-virt --container`) the audit subsystem is the machine's:
+auditd cannot start there, so the rules are persisted and enabled at boot but neither loaded nor
+started, and the run says so (like the global sysctl keys).
+"""
+
+from __future__ import annotations
+
+from pyinfra import host, logger
+from pyinfra.api import deploy
+from pyinfra.facts.server import Command
+from pyinfra.operations import server
+
+from tasks.activation import install_file, manages, template_text
+from tasks.facts import ask, asks
+from tasks.settings import for_host
+from tasks.units import service_state, watches
+
+PACKAGES = ("auditd",)
+RULES = "/etc/audit/rules.d/90-proxy.rules"
+manages(RULES)
+watches("auditd.service")
+
+
+@asks
+def _container() -> tuple[type[Command], dict]:
+    return Command, {"command": "systemd-detect-virt --container || true"}
+
+
+def in_container() -> bool:
+    return (ask(_container) or "").strip() not in ("", "none")
+
+
+@deploy("Audit what matters (auditd)")
+def audit_rules() -> None:
+    if not for_host(host).auditd_enabled:
+        return
+    changed = install_file(
+        name=f"Install {RULES}",
+        path=RULES,
+        content=template_text("audit/90-proxy.rules"),
+        mode="640",
+    )
+    if in_container():
+        service_state(name="Enable auditd at boot", unit="auditd", enabled=True)
+        logger.info(
+            f"[{host.name}] auditd: rules persisted and enabled at boot, not running here "
+            "(container: the audit subsystem is the machine's)"
+        )
+        return
+    service_state(
+        name="Keep auditd running and enabled at boot", unit="auditd", running=True, enabled=True
+    )
+    if changed:
+        server.shell(name=f"Load the audit rules ({RULES} changed)", commands=["augenrules --load"])
