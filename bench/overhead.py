@@ -37,6 +37,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -309,25 +310,70 @@ tcp dport {config.BACKEND_PORT} redirect to :{FAST_PORT}
     )
 
 
+def fast_backend_connections() -> list[str]:
+    """TCP connections still on the fast backend's port in app-1's namespace (any state)."""
+    out = subprocess.run(
+        ["ip", "netns", "exec", APP.netns, "ss", "-Htan", f"( sport = :{FAST_PORT} )"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    return [line for line in out.splitlines() if line.strip() and "LISTEN" not in line]
+
+
 def remove_redirect() -> None:
+    """Delete the bench's table, once no connection to the fast backend is left. Order matters:
+    the redirect must outlive those connections. Its table is the namespace's only NAT, and
+    without it the kernel stops translating established connections too: the backend's closing
+    FIN would leave from :8081, proxy-1 would never see it, and its cached keepalive connections
+    would stay open to nothing (measured: the next request failed 5 tries with 502)."""
+    deadline = time.monotonic() + 10
+    while fast_backend_connections() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # Whatever is left (a FIN not yet acknowledged): reset, still through the redirect.
+    subprocess.run(
+        ["ip", "netns", "exec", APP.netns, "ss", "-K", "-tan", f"( sport = :{FAST_PORT} )"],
+        capture_output=True,
+    )
     subprocess.run(
         ["ip", "netns", "exec", APP.netns, "nft", "delete", "table", "ip", NFT_TABLE],
         capture_output=True,
     )
 
 
-def proxy_reaches_lab_backend() -> bool:
-    """After the run: a request through proxy-1 is answered by the lab backend again (its JSON,
-    not the fast backend's "ok")."""
-    proc = subprocess.run(
-        [
-            *("ip", "netns", "exec", LOADGEN.netns, "curl", "-sS", "-m", "10"),
-            f"http://{PROXY_ADDRESS}/pets/1",
-        ],
+def proxy_reaches_lab_backend(requests: int = 3) -> bool:
+    """After the run: requests through proxy-1 are answered by the lab backend again (its JSON,
+    not the fast backend's "ok", nor a 502 from a connection the bench left behind)."""
+    for _ in range(requests):
+        proc = subprocess.run(
+            [
+                *("ip", "netns", "exec", LOADGEN.netns, "curl", "-sS", "-f", "-m", "10"),
+                f"http://{PROXY_ADDRESS}/pets/1",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0 or not proc.stdout.lstrip().startswith("{"):
+            return False
+    return True
+
+
+def stale_proxy_connections() -> int:
+    """proxy-1's open connections to the lab backend's address:port that have no socket at the
+    other end in app-1's namespace (a close proxy-1 never saw): each would cost a request a try."""
+    backend = f"{APP.address}:{config.BACKEND_PORT}"
+    proxy_side = core.exec_command_output(PROXY, ["ss", "-Htn", "state", "established"])
+    ports = {
+        line.split()[-2].rsplit(":", 1)[1]
+        for line in proxy_side.splitlines()
+        if line.split() and line.split()[-1] == backend
+    }
+    app_side = subprocess.run(
+        ["ip", "netns", "exec", APP.netns, "ss", "-Htan", "dst", PROXY_ADDRESS],
         capture_output=True,
         text=True,
-    )
-    return proc.returncode == 0 and proc.stdout.lstrip().startswith("{")
+    ).stdout
+    peers = {line.split()[-1].rsplit(":", 1)[1] for line in app_side.splitlines() if line.split()}
+    return len(ports - peers)
 
 
 def log_size() -> int:
@@ -369,11 +415,12 @@ def run_bench(args: argparse.Namespace, layout: dict[str, set[int]]) -> dict:
             if name == PROXY:
                 entries = log_entries_since(offset, token)
     finally:
+        backend.stop()  # first: its connections close through the redirect (remove_redirect)
         remove_redirect()
-        backend.stop()
         restore_affinity(affinity_before)
     return {
         "token": token,
+        "stale_connections_after": stale_proxy_connections(),
         "lab_backend_after": proxy_reaches_lab_backend(),
         "results": results,
         "entries": entries,
@@ -418,6 +465,7 @@ def summarize(run: dict, args: argparse.Namespace, layout_name: str) -> dict:
         "client_addresses": CLIENTS,
         "log_token": run["token"],
         "proxy_reaches_lab_backend_after": run["lab_backend_after"],
+        "proxy_stale_backend_connections_after": run["stale_connections_after"],
     }
     clean = all(r["non_2xx"] == 0 and r["socket_errors"] == 0 for r in results.values())
     # wrk divides by the whole --seconds even when the Lua hook stopped its threads earlier: a run

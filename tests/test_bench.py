@@ -77,6 +77,7 @@ def test_overhead_bench_compares_direct_and_proxied_in_one_run(deployed, tmp_pat
     assert set(figures["goals"]) >= {"added_p99_met", "rps_ratio_met", "clean_run"}
     # Put back: proxy-1 reaches the lab backend, no redirect left in app-1's namespace.
     assert figures["conditions"]["proxy_reaches_lab_backend_after"]
+    assert figures["conditions"]["proxy_stale_backend_connections_after"] == 0
     ruleset = subprocess.run(
         ["ip", "netns", "exec", "plab-app-1", "nft", "list", "tables"],
         capture_output=True,
@@ -228,6 +229,7 @@ def test_overhead_summary_flags_capped_runs_errors_and_other_backends():
         "nginx_pids": [10, 11],
         "token": "abc",
         "lab_backend_after": True,
+        "stale_connections_after": 0,
     }
     summary = summarize(run, args, "proxy-own-cpu")
     assert summary["ratios"]["rps"] == 0.95
