@@ -21,8 +21,28 @@ data "aws_iam_policy_document" "proxy_assume" {
 }
 
 resource "aws_iam_role" "proxy" {
-  name               = "${local.name}-proxy"
-  assume_role_policy = data.aws_iam_policy_document.proxy_assume.json
+  name                 = "${local.name}-proxy"
+  assume_role_policy   = data.aws_iam_policy_document.proxy_assume.json
+  permissions_boundary = aws_iam_policy.proxy_boundary.arn
+}
+
+# The most the proxies' role can ever grant, whatever its own policy says: objects under the log
+# prefix of the access-log bucket. CI's deploy role (iam_ci.tf) may change the role's policy only
+# with this boundary in place, and may not change the boundary: a policy it writes cannot give an
+# instance, and so itself, more.
+data "aws_iam_policy_document" "proxy_boundary" {
+  statement {
+    sid       = "AtMostShippingLogs"
+    effect    = "Allow"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.access_logs.arn}/${var.proxy_log_prefix}/*"]
+  }
+}
+
+resource "aws_iam_policy" "proxy_boundary" {
+  name        = "${local.name}-proxy-boundary"
+  description = "Permissions boundary of the proxies' instance role: PutObject under the log prefix, nothing more."
+  policy      = data.aws_iam_policy_document.proxy_boundary.json
 }
 
 # Each proxy may write under its own instance id only: PREFIX/INSTANCE_ID/YYYY/MM/DD/... (the key

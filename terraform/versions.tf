@@ -10,7 +10,7 @@ terraform {
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = ">= 5.70, < 7.0"
+      version = ">= 5.81, < 7.0" # 5.81: aws_iam_openid_connect_provider without thumbprint_list (iam_ci.tf)
     }
   }
 

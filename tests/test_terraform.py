@@ -391,6 +391,177 @@ def test_log_policy_fits_iams_inline_limit_at_the_largest_fleet_it_allows(tf):
     assert len(document) <= 10240, len(document)
 
 
+# --- CI identities: GitLab's OIDC provider and the two roles (issue 13 item 5) ------------------
+
+PROJECT = "grp/sub/proxies"
+
+
+def _sub(project: str, ref: str, ref_type: str = "branch") -> str:
+    """GitLab's `sub` claim: project_path:{group}/{project}:ref_type:{type}:ref:{branch_name}."""
+    return f"project_path:{project}:ref_type:{ref_type}:ref:{ref}"
+
+
+def _claims_of(tf: dict, name: str) -> dict[str, tuple[str, list[str]]]:
+    """The trust policy NAME's conditions as {claim: (test, values)}, with this file's locals
+    filled in for PROJECT, gitlab.com and the default branch."""
+    doc = tf["data"][("aws_iam_policy_document", name)]
+    assert doc["count"] == "${local.ci_enabled ? 1 : 0}"
+    statement = one(doc["statement"])
+    assert statement["effect"] == "Allow"
+    assert statement["actions"] == ["sts:AssumeRoleWithWebIdentity"]
+    principal = one(statement["principals"])
+    assert principal == {"type": "Federated", "identifiers": ["${local.gitlab_oidc_arn}"]}
+    locals_ = tf["locals"]
+    fill = {
+        "${local.gitlab_host}": "gitlab.com",
+        "${local.gitlab_audience}": locals_["gitlab_audience"],
+        "${local.ci_sub_any_branch}": locals_["ci_sub_any_branch"],
+        "${local.ci_sub_default}": locals_["ci_sub_default"],
+    }
+    conditions = {}
+    for condition in statement["condition"]:
+        values = [fill.get(v, v) for v in condition["values"]]
+        values = [
+            v.replace("${var.gitlab_project_path}", PROJECT).replace(
+                "${var.gitlab_default_branch}", resolve(tf, "${var.gitlab_default_branch}")
+            )
+            for v in values
+        ]
+        key = condition["variable"].replace("${local.gitlab_host}", "gitlab.com")
+        conditions[key] = (condition["test"], values)
+    return conditions
+
+
+def _trusts(conditions: dict[str, tuple[str, list[str]]], claims: dict[str, str]) -> bool:
+    """IAM's answer for a token with CLAIMS (StringEquals / StringLike; every condition must hold;
+    a claim the policy names but the token lacks fails)."""
+    import fnmatch
+
+    for key, (test, values) in conditions.items():
+        claim = claims.get(key.removeprefix("gitlab.com:"))
+        if claim is None:
+            return False
+        if test == "StringEquals" and claim not in values:
+            return False
+        if test == "StringLike" and not any(fnmatch.fnmatchcase(claim, v) for v in values):
+            return False
+        if test not in ("StringEquals", "StringLike"):
+            raise AssertionError(f"unexpected condition operator {test}")
+    return True
+
+
+def test_oidc_provider_is_gitlab_with_the_audience_the_jobs_ask_for(tf):
+    provider = tf["resource"][("aws_iam_openid_connect_provider", "gitlab")]
+    assert provider["url"] == "${var.gitlab_url}"
+    assert provider["client_id_list"] == ["${local.gitlab_audience}"]
+    assert tf["locals"]["gitlab_audience"] == "sts.amazonaws.com"
+    assert tf["locals"]["gitlab_host"] == '${trimprefix(var.gitlab_url, "https://")}'
+    assert resolve(tf, "${var.gitlab_url}") == "https://gitlab.com"
+    ci = (REPO / ".gitlab-ci.yml").read_text()
+    assert "aud: sts.amazonaws.com" in ci  # the id_tokens audience of every AWS job
+
+
+def test_readonly_role_trusts_any_branch_of_this_project_and_nothing_else(tf):
+    conditions = _claims_of(tf, "ci_readonly_trust")
+    assert set(conditions) == {"gitlab.com:aud", "gitlab.com:sub"}
+    assert conditions["gitlab.com:aud"] == ("StringEquals", ["sts.amazonaws.com"])
+    aud = {"aud": "sts.amazonaws.com"}
+    assert _trusts(conditions, {**aud, "sub": _sub(PROJECT, "main")})
+    assert _trusts(conditions, {**aud, "sub": _sub(PROJECT, "feature/x")})  # merge requests plan
+    assert not _trusts(conditions, {**aud, "sub": _sub(PROJECT, "v1.0", "tag")})
+    assert not _trusts(conditions, {**aud, "sub": _sub("grp/sub/proxies-fork", "main")})
+    assert not _trusts(conditions, {**aud, "sub": _sub("other/proxies", "main")})
+    assert not _trusts(conditions, {"aud": "https://vault", "sub": _sub(PROJECT, "main")})
+    assert not _trusts(conditions, {"sub": _sub(PROJECT, "main")})
+
+
+def test_deploy_role_trusts_only_the_default_branch_exactly(tf):
+    conditions = _claims_of(tf, "ci_deploy_trust")
+    assert set(conditions) == {"gitlab.com:aud", "gitlab.com:sub"}
+    assert conditions["gitlab.com:sub"] == ("StringEquals", [_sub(PROJECT, "main")])
+    aud = {"aud": "sts.amazonaws.com"}
+    assert _trusts(conditions, {**aud, "sub": _sub(PROJECT, "main")})
+    for sub in (
+        _sub(PROJECT, "feature/x"),
+        _sub(PROJECT, "main-hotfix"),
+        _sub(PROJECT, "main", "tag"),
+        _sub("grp/sub/other", "main"),
+    ):
+        assert not _trusts(conditions, {**aud, "sub": sub}), sub
+
+
+def test_ci_project_path_and_default_branch_cannot_hold_wildcards(tf):
+    for name in ("gitlab_project_path", "gitlab_default_branch"):
+        rules = [v["condition"] for v in tf["variable"][name]["validation"]]
+        assert rules, name
+    path_rule = one(tf["variable"]["gitlab_project_path"]["validation"])["condition"]
+    pattern = re.search(r'regex\("(.+?)", var', path_rule)[1].replace("\\\\", "\\")
+    assert re.fullmatch(pattern, PROJECT)
+    for bad in ("grp/*", "*", "grp", "grp/p:ref_type:branch:ref:*"):
+        assert not re.fullmatch(pattern, bad), bad
+    assert (
+        '!strcontains(var.gitlab_default_branch, "*")'
+        in one(tf["variable"]["gitlab_default_branch"]["validation"])["condition"]
+    )
+
+
+def test_deploy_jobs_run_only_on_the_default_branch_in_the_environment():
+    """The deploy role's ARN goes only to jobs the deploy role trusts (the default branch) and that
+    deploy to the GitLab environment (where AWS_DEPLOY_ROLE_ARN is scoped, docs/gitlab-ci.md)."""
+    import yaml
+
+    doc = yaml.safe_load((REPO / ".gitlab-ci.yml").read_text())
+    deploying = {
+        name: job
+        for name, job in doc.items()
+        if isinstance(job, dict)
+        and job.get("variables", {}).get("AWS_ROLE_ARN") == "$AWS_DEPLOY_ROLE_ARN"
+    }
+    assert {"terraform:apply", "deploy:canary", "deploy:fleet", "shift", "drift:repair"} <= set(
+        deploying
+    )
+    for name, job in deploying.items():
+        assert job["environment"]["name"] == "$ENVIRONMENT", name
+        rules = job["rules"]
+        runs = [r for r in rules if r.get("when") != "never"]
+        never_elsewhere = any(
+            r.get("when") == "never" and r.get("if") == "$CI_COMMIT_BRANCH != $CI_DEFAULT_BRANCH"
+            for r in rules
+        )
+        for rule in runs:
+            assert never_elsewhere or "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH" in rule.get(
+                "if", ""
+            ), f"{name}: {rule}"
+    assert doc[".aws"]["variables"]["AWS_ROLE_ARN"] == "$AWS_READONLY_ROLE_ARN"
+
+
+def test_ci_permissions_are_scoped_to_this_environment(tf):
+    read = tf["data"][("aws_iam_policy_document", "ci_read")]["statement"]
+    apply = tf["data"][("aws_iam_policy_document", "ci_apply")]["statement"]
+    for st in read + apply:
+        for action in st["actions"]:
+            assert not action.endswith(":*") and action != "*", (st["sid"], action)
+        if st["resources"] == ["*"]:  # calls that take no resource ARN: this region only
+            regions = [c for c in st.get("condition", []) if c["variable"] == "aws:RequestedRegion"]
+            assert regions and regions[0]["values"] == ["${var.region}"], st["sid"]
+    # No object access in the log bucket, no way to widen IAM beyond the proxies' own role.
+    actions = {a for st in read + apply for a in st["actions"]}
+    object_access = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket")
+    assert not {a for a in actions if a.startswith(object_access)}
+    assert not {"s3:PutBucketPolicy", "s3:DeleteBucket", "iam:CreatePolicyVersion"} & actions
+    assert not {"iam:PutRolePermissionsBoundary", "iam:DeleteRolePermissionsBoundary"} & actions
+    assert not {"iam:AttachRolePolicy", "iam:CreatePolicy"} & actions
+    iam_writes = [st for st in apply if any(a.startswith("iam:") for a in st["actions"])]
+    for st in iam_writes:
+        assert all("-proxy" in r for r in st["resources"]), st["sid"]
+    bounded = next(st for st in apply if "iam:PutRolePolicy" in st["actions"])
+    assert one(bounded["condition"])["variable"] == "iam:PermissionsBoundary"
+    assert (
+        tf["resource"][("aws_iam_role", "proxy")]["permissions_boundary"]
+        == "${aws_iam_policy.proxy_boundary.arn}"
+    )
+
+
 def test_state_lives_in_gitlabs_http_backend(tf):
     assert one(tf["terraform"]["backend"]) == {"http": {}}
 

@@ -12,6 +12,9 @@ certificate_arn  = "arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000
 backend_cidrs    = ["10.20.0.0/16"]
 ssh_key_name     = "proxies-deploy"
 
+# The GitLab project whose CI assumes the CI roles (iam_ci.tf; applied once by an administrator).
+gitlab_project_path = "mygroup/nginx-proxies"
+
 # Two groups: "a" takes 90% of the traffic, the new group "b" (a newer Debian image) 10%.
 proxy_groups = {
   a = { instance_count = 3, weight = 90 }
