@@ -217,6 +217,7 @@ data "aws_iam_policy_document" "ci_read" {
   }
 
   # The bucket's settings only (what `terraform plan` refreshes): no object is readable.
+  # s3:ListBucket is HeadBucket's permission (Terraform's existence check); it lists key names.
   statement {
     sid    = "ReadLogBucketSettings"
     effect = "Allow"
@@ -236,8 +237,16 @@ data "aws_iam_policy_document" "ci_read" {
       "s3:GetEncryptionConfiguration",
       "s3:GetLifecycleConfiguration",
       "s3:GetReplicationConfiguration",
+      "s3:ListBucket",
     ]
     resources = [aws_s3_bucket.access_logs.arn]
+  }
+
+  statement {
+    sid       = "ReadTheLoadBalancersWebAcl"
+    effect    = "Allow"
+    actions   = ["wafv2:GetWebACLForResource"]
+    resources = concat(["${local.elb_arn}:loadbalancer/app/${local.name}/*"], var.waf_web_acl_arn == null ? [] : [var.waf_web_acl_arn])
   }
 }
 
@@ -346,7 +355,7 @@ data "aws_iam_policy_document" "ci_apply" {
   statement {
     sid       = "AttachTheWebAclToOwnLoadBalancer"
     effect    = "Allow"
-    actions   = ["wafv2:AssociateWebACL", "wafv2:DisassociateWebACL", "wafv2:GetWebACLForResource"]
+    actions   = ["wafv2:AssociateWebACL", "wafv2:DisassociateWebACL"]
     resources = concat(["${local.elb_arn}:loadbalancer/app/${local.name}/*"], var.waf_web_acl_arn == null ? [] : [var.waf_web_acl_arn])
   }
 

