@@ -2,7 +2,9 @@
 
 Owns: /etc/audit/rules.d/90-proxy.rules (templates/audit/90-proxy.rules: sshd_config, sudoers,
 identity files, nginx and nftables configuration, unit files, module loading), its loading into
-the kernel (`augenrules --load` when the file changed), and auditd running and enabled at boot.
+the kernel (`augenrules --load` when the file changed), auditd running and enabled at boot, and
+the drop-ins proxy-not-in-container.conf of auditd.service and audit-rules.service
+(ConditionVirtualization=!container).
 Declares the package auditd (tasks/packages.py installs it with the others).
 Reads: auditd_enabled.
 Leaves alone: Debian's own rules (audit.rules: buffers, failure mode) and auditd.conf; shipping
@@ -10,7 +12,8 @@ Leaves alone: Debian's own rules (audit.rules: buffers, failure mode) and auditd
 
 Inside a container (`systemd-detect-virt --container`) the audit subsystem is the machine's:
 auditd cannot start there, so the rules are persisted and enabled at boot but neither loaded nor
-started, and the run says so (like the global sysctl keys).
+started, and the run says so (like the global sysctl keys); the units' condition skips them at
+boot instead of failing (a failed unit would leave the host "degraded").
 """
 
 from __future__ import annotations
@@ -23,12 +26,15 @@ from pyinfra.operations import server
 from tasks.activation import install_file, manages, template_text
 from tasks.facts import ask, asks
 from tasks.settings import for_host
-from tasks.units import service_state, watches
+from tasks.units import service_state, unit_state, watches
 
 PACKAGES = ("auditd",)
 RULES = "/etc/audit/rules.d/90-proxy.rules"
-manages(RULES)
-watches("auditd.service")
+# audit-rules.service loads the rules on Debian 13 (Debian 12: auditd.service itself).
+UNITS = ("auditd.service", "audit-rules.service")
+DROPINS = tuple(f"/etc/systemd/system/{unit}.d/proxy-not-in-container.conf" for unit in UNITS)
+manages(RULES, *DROPINS)
+watches(*UNITS)
 
 
 @asks
@@ -44,6 +50,22 @@ def in_container() -> bool:
 def audit_rules() -> None:
     if not for_host(host).auditd_enabled:
         return
+    skipped_in_containers = [
+        install_file(
+            name=f"Install {path}",
+            path=path,
+            content=template_text("audit/not-in-container.conf"),
+        )
+        for path in DROPINS
+    ]
+    stale = [u for u in UNITS if unit_state(u).get("NeedDaemonReload") == "yes"]
+    if any(skipped_in_containers) or stale:
+        server.shell(
+            name="Reload systemd (auditd skipped in containers), forget earlier failures",
+            commands=[
+                f"systemctl daemon-reload && systemctl reset-failed {' '.join(UNITS)} || true"
+            ],
+        )
     changed = install_file(
         name=f"Install {RULES}",
         path=RULES,

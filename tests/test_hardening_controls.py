@@ -294,3 +294,14 @@ def test_auditd_is_in_the_one_apt_transaction_only_when_enabled(
     enabled: bool, expected: bool
 ) -> None:
     assert ("auditd" in packages.needed(_settings(auditd_enabled=enabled))) is expected
+
+
+def test_auditd_is_skipped_not_failed_in_a_container() -> None:
+    from tasks import auditd
+
+    assert auditd.DROPINS == (
+        "/etc/systemd/system/auditd.service.d/proxy-not-in-container.conf",
+        "/etc/systemd/system/audit-rules.service.d/proxy-not-in-container.conf",
+    )
+    dropin = template_text("audit/not-in-container.conf")
+    assert "\n[Unit]\nConditionVirtualization=!container\n" in dropin
