@@ -303,8 +303,12 @@ def test_unconfirmed_sshd_config_is_rolled_back_at_boot_and_by_the_timer(
         # What the armed timer does when it fires: it starts this service.
         on_host(node.name, "systemctl start proxy-deploy-sshd-rollback.service")
         assert sha1_of(node.name, SSHD_CONFIG) == confirmed
+        # Its reload is queued (--no-block); OpenSSH 9.2 (Debian 12) re-executes itself on a
+        # reload and does not listen for that moment: wait for the job, then for the port.
         wait_jobs = "while systemctl list-jobs | grep -q ssh; do sleep 0.1; done"
         on_host(node.name, f"timeout 10 sh -c '{wait_jobs}'")
+        wait_listening = "until ss -Htln sport = :22 | grep -q .; do sleep 0.1; done"
+        on_host(node.name, f"timeout 10 sh -c '{wait_listening}'")
         assert ssh(node, "sudo -n true").returncode == 0  # its queued reload has run
         repair = converge(lab_env, node.name)
         assert repair.changed(), "the rolled-back host should be re-confirmed by the next run"
