@@ -12,6 +12,7 @@ Leaves alone: querying AWS (`ec2`), caching (`cache`), printing (`cli`).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,6 +22,7 @@ from typing import Any
 
 from .ec2 import BACKEND_ROLE, PROXY_ROLE, Ec2Instance
 from .errors import InventoryError
+from .known_hosts import bastion_options
 from .settings import BACKEND_GROUP, PROXY_GROUP, Ec2Filter, InventorySettings, KeyedGroup
 
 ROLE_GROUPS = {PROXY_ROLE: PROXY_GROUP, BACKEND_ROLE: BACKEND_GROUP}
@@ -275,8 +277,9 @@ def bastion_ssh_config(
         f"Host {bastion.host}",
         f"    User {bastion.user}",
         f"    Port {bastion.port}",
-        # The hop is checked like pyinfra checks targets by default: trust on first use.
-        "    StrictHostKeyChecking accept-new",
+        # The hop's key is checked like the targets' (pyinfra applies its own host data to the
+        # targets only): strictly, against DEPLOY_SSH_KNOWN_HOSTS (inventories/known_hosts.py).
+        *bastion_options(os.environ),
     ]
     if settings.bastion_key:
         lines.append(f"    IdentityFile {settings.bastion_key}")

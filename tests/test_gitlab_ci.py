@@ -282,6 +282,41 @@ def test_ssh_key_comes_from_a_file_variable(jobs):
         assert 'chmod 600 "$DEPLOY_SSH_KEY"' in lines, name
 
 
+def _known_hosts_check(job: dict) -> str:
+    (check,) = [line for line in job["before_script"] if "DEPLOY_SSH_KNOWN_HOSTS" in line]
+    return check
+
+
+@pytest.mark.parametrize(
+    ("known_hosts", "tofu", "refused"),
+    [
+        (None, None, "DEPLOY_SSH_KNOWN_HOSTS (a File-type CI/CD variable) is not set or empty"),
+        ("", None, "is not set or empty"),
+        ("10.0.1.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\n", "true", "never for CI"),
+        ("10.0.1.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\n", None, None),
+        ("10.0.1.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\n", "false", None),
+    ],
+)
+def test_jobs_that_reach_the_proxies_refuse_to_run_without_pinned_host_keys(
+    jobs, tmp_path, known_hosts, tofu, refused
+):
+    """Issue 13 item 1: every SSH job checks before anything else that host keys are pinned."""
+    env = {"PATH": os.environ["PATH"]}
+    if known_hosts is not None:
+        path = tmp_path / "known_hosts"
+        path.write_text(known_hosts)
+        env["DEPLOY_SSH_KNOWN_HOSTS"] = str(path)
+    if tofu is not None:
+        env["DEPLOY_SSH_TRUST_ON_FIRST_USE"] = tofu
+    for name in (*DEPLOY_JOBS, "drift:detect", "verify", "shift"):
+        check = _known_hosts_check(jobs[name])
+        done = subprocess.run(["sh", "-c", check], env=env, capture_output=True, text=True)
+        if refused is None:
+            assert done.returncode == 0, (name, done.stderr)
+        else:
+            assert done.returncode == 1 and refused in done.stderr, (name, done.stderr)
+
+
 def test_shift_is_a_manual_job_after_verify_that_keeps_its_report(jobs):
     job = jobs["shift"]
     assert job["needs"] == ["verify"] and job["stage"] == "verify"

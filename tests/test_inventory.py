@@ -843,7 +843,13 @@ def test_ssh_user_comes_from_tag_else_setting() -> None:
     assert {h.data["ssh_user"] for h in inventory.hosts} == {"deploy"}
 
 
-def test_bastion_routes_hosts_through_proxyjump_in_ssh_config(fleet: Fleet) -> None:
+def test_bastion_routes_hosts_through_proxyjump_in_ssh_config(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("bastion.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA\n")
+    monkeypatch.setenv("DEPLOY_SSH_KNOWN_HOSTS", str(known_hosts))
+    monkeypatch.delenv("DEPLOY_SSH_TRUST_ON_FIRST_USE", raising=False)
     fleet.launch("proxy-1")
     (app_1,) = fleet.launch("app-1", role="app")
     inventory = load(
@@ -863,7 +869,16 @@ def test_bastion_routes_hosts_through_proxyjump_in_ssh_config(fleet: Fleet) -> N
     assert "proxyjump" not in hop
     assert (hop["user"], hop["port"]) == ("jump", "2222")
     assert hop["identityfile"] == ["/keys/bastion"]
-    assert hop["stricthostkeychecking"] == "accept-new"
+    # The hop is checked strictly against the deploy's known_hosts (issue 13 item 1), ...
+    assert hop["stricthostkeychecking"] == "yes"
+    assert hop["userknownhostsfile"] == str(known_hosts)
+    # ... and trusted on first use only when the operator said so.
+    monkeypatch.setenv("DEPLOY_SSH_TRUST_ON_FIRST_USE", "true")
+    tofu = load(EC2_INVENTORY_BASTION="jump@bastion.example.com:2222")
+    config = SSHConfig()
+    with Path(host(tofu, "proxy-1").data["ssh_config_file"]).open(encoding="utf-8") as stream:
+        config.parse(stream)
+    assert config.lookup("bastion.example.com")["stricthostkeychecking"] == "accept-new"
 
 
 # --- groups and host data -------------------------------------------------------------------
