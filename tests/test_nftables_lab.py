@@ -32,6 +32,9 @@ def test_stopping_nftables_keeps_other_tables_and_start_restores_ours(lab_env, p
     converge(lab_env, hosts[0], "--limit", hosts[1])
     try:
         for host in hosts:
+            # Active as after a boot (the deploy loads the table with nft itself and only enables
+            # the unit: on a host never rebooted since, stop would have nothing to stop).
+            on_host(host, "systemctl start nftables")
             on_host(host, f"nft add table {OTHER} && nft add chain {OTHER} keep")
             assert {OURS, OTHER} <= tables(host)
             on_host(host, "systemctl stop nftables")
