@@ -176,6 +176,14 @@ HARDENING_DRIFTS = {
         "sysctl -qw net.ipv4.conf.all.accept_redirects=1",
         "Apply the sysctl settings to the running kernel",
     ),
+    "login.defs umask reset": (
+        "sed -i 's/^UMASK.*/UMASK 022/' /etc/login.defs",
+        "Set UMASK in /etc/login.defs",
+    ),
+    "module blacklist removed": (
+        "rm /etc/modprobe.d/proxy-blacklist.conf",
+        "Install /etc/modprobe.d/proxy-blacklist.conf",
+    ),
 }
 
 
