@@ -14,8 +14,11 @@ from lab import config
 from lab.sh import LabError, run
 
 # Bump when the recipe below changes: old cached bases are then rebuilt, not reused.
-RECIPE_VERSION = 1
-PACKAGES = "openssh-server,sudo,systemd,systemd-sysv,dbus,iproute2,procps,ca-certificates"
+RECIPE_VERSION = 2
+# What every Debian EC2 image has that the deploy relies on or installs around: python3 comes
+# with cloud-init on those images (version 1 of this recipe left it out, so each lab host's
+# first converge installed an interpreter a real instance already has).
+PACKAGES = "openssh-server,sudo,systemd,systemd-sysv,dbus,iproute2,procps,ca-certificates,python3"
 
 SUDOERS = "admin ALL=(ALL) NOPASSWD:ALL\n"
 # What cloud-init writes on Debian's EC2 images: no root, no passwords.

@@ -20,6 +20,7 @@ drift check (tasks/drift.py) validates what a repair would install without touch
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import posixpath
 from io import StringIO
@@ -242,12 +243,7 @@ def _stage_commands(stage: str, files: dict[str, str], tree: str | None, mode: s
     if tree:
         yield f"cp -a {quote(tree)}/. {quote(stage)}/"
     for path, content in files.items():
-        staged = _under(stage, path, tree)
-        yield StringCommand("mkdir", "-p", posixpath.dirname(staged))
-        yield FileUploadCommand(
-            StringIO(content), staged, remote_temp_filename=host.get_temp_filename(staged)
-        )
-        yield StringCommand("chmod", mode, staged)
+        yield from _write(content, _under(stage, path, tree), mode)
 
 
 def _keep_last_good(label: str, paths: list[str], tree: str | None):
@@ -326,9 +322,29 @@ def file_installed(path: str, content: str, mode: str = "644"):
         return
     drift.file_differs(path, content, f"Install {path}")
     new = f"{path}.new"
-    yield StringCommand("mkdir", "-p", posixpath.dirname(path))
+    yield from _write(content, new, mode, then=f"mv -f {quote(new)} {quote(path)}")
+
+
+# Content written inside the command itself (one round trip instead of an SFTP upload and the
+# three commands pyinfra's sudo upload runs) when it is small and not private: a command line
+# can be read by any user of the host while it runs (/proc/PID/cmdline).
+INLINE_MAX_BYTES = 48 * 1024
+
+
+def _write(content: str, dest: str, mode: str, then: str = ""):
+    """Commands that write CONTENT to DEST with MODE (its directory made first), then THEN."""
+    directory = quote(posixpath.dirname(dest))
+    data = content.encode()
+    world_readable = int(mode, 8) & 0o004
+    if world_readable and len(data) <= INLINE_MAX_BYTES:
+        encoded = base64.b64encode(data).decode()
+        yield (
+            f"mkdir -p {directory} && printf %s {encoded} | base64 -d > {quote(dest)}"
+            f" && chmod {mode} {quote(dest)}" + (f" && {then}" if then else "")
+        )
+        return
+    yield StringCommand("mkdir", "-p", posixpath.dirname(dest))
     yield FileUploadCommand(
-        StringIO(content), new, remote_temp_filename=host.get_temp_filename(new)
+        StringIO(content), dest, remote_temp_filename=host.get_temp_filename(dest)
     )
-    yield StringCommand("chmod", mode, new)
-    yield StringCommand("mv", "-f", new, path)
+    yield f"chmod {mode} {quote(dest)}" + (f" && {then}" if then else "")
