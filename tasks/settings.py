@@ -1214,6 +1214,33 @@ def _firewall_has_sources(v: Mapping[str, Any], _data: Mapping[str, Any]) -> lis
     ]
 
 
+def _firewall_admits_load_balancer(v: Mapping[str, Any], _data: Mapping[str, Any]) -> list[str]:
+    """`allowed_http_cidrs` covers every `lb_subnet_cidrs` network when `firewall_enabled`."""
+    if not v["firewall_enabled"] or not v["lb_subnet_cidrs"]:
+        return []
+    allowed = [ipaddress.ip_network(c) for c in v["allowed_http_cidrs"]]
+    shut_out = [
+        cidr
+        for cidr in v["lb_subnet_cidrs"]
+        if not any(
+            net.version == ipaddress.ip_network(cidr).version
+            and ipaddress.ip_network(cidr).subnet_of(net)
+            for net in allowed
+        )
+    ]
+    if not shut_out:
+        return []
+    return [
+        _message(
+            "allowed_http_cidrs",
+            list(v["allowed_http_cidrs"]),
+            f"does not admit the load balancer's subnets {', '.join(shut_out)} "
+            "(lb_subnet_cidrs): nftables would drop all of its traffic while every probe from "
+            "the runner passes; add them",
+        )
+    ]
+
+
 def _resolvers_for_hostnames(v: Mapping[str, Any], _data: Mapping[str, Any]) -> list[str]:
     """`dns_resolvers` is not empty when `upstream_servers` names hosts."""
     if v["dns_resolvers"] or not any(is_hostname(b) for b in v["upstream_servers"]):
@@ -1304,6 +1331,10 @@ _CROSS_RULES: tuple[tuple[tuple[str, ...], _Rule], ...] = (
     (("upstream_keepalive_timeout", "backend_idle_timeout"), _keepalive_below_backend),
     (("sshd_allow_users",), _deploy_user_allowed),
     (("firewall_enabled", "admin_cidrs", "allowed_http_cidrs"), _firewall_has_sources),
+    (
+        ("firewall_enabled", "allowed_http_cidrs", "lb_subnet_cidrs"),
+        _firewall_admits_load_balancer,
+    ),
     (("dns_resolvers", "upstream_servers"), _resolvers_for_hostnames),
     (("retry_non_idempotent_locations", "allowed_methods"), _non_idempotent_needs_methods),
     (("sshd_ciphers", "sshd_kex_algorithms", "sshd_macs"), _ssh_client_can_connect),

@@ -347,6 +347,19 @@ def test_trusted_proxies_default_to_the_load_balancer_subnets() -> None:
     assert explicit.trusted_proxies == ("10.9.0.0/16",)
 
 
+def test_firewall_that_shuts_out_the_load_balancer_is_refused() -> None:
+    message = refused(
+        allowed_http_cidrs=["10.0.1.0/24", "192.0.2.0/24"],
+        lb_subnet_cidrs=["10.0.1.0/25", "10.0.2.0/24", "10.0.3.0/24"],
+    )
+    assert "allowed_http_cidrs = ['10.0.1.0/24', '192.0.2.0/24']" in message
+    assert "does not admit the load balancer's subnets 10.0.2.0/24, 10.0.3.0/24" in message
+    assert "10.0.1.0/25," not in message  # inside 10.0.1.0/24: admitted
+    # Covered by a wider network, or the firewall not managed: accepted.
+    from_data({**REQUIRED, "lb_subnet_cidrs": ["10.0.2.0/24"]})  # 0.0.0.0/0
+    from_data({"firewall_enabled": False, "lb_subnet_cidrs": ["10.0.2.0/24"]})
+
+
 def test_nginx_listens_on_ipv6_only_when_the_firewall_admits_it() -> None:
     assert not from_data(REQUIRED).listen_ipv6
     assert not from_data({**REQUIRED, "admin_cidrs": ["2001:db8::/48"]}).listen_ipv6
