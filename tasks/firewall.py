@@ -1,7 +1,7 @@
 """The host firewall: an nftables allowlist, loaded atomically, persisted, enabled at boot.
 
 Owns: /etc/nftables.conf (one table, `inet proxy_firewall`; other tables are left alone),
-the `nftables` service (enabled, so the ruleset loads at boot), its drop-in
+the `nftables` service (active, and enabled so the ruleset loads at boot), its drop-in
 /etc/systemd/system/nftables.service.d/proxy-deploy.conf (templates/systemd/
 nftables-proxy-deploy.conf: stopping the unit deletes our table only, where Debian's unit runs
 `nft flush ruleset` and removes every other table too), and the firewall's activation
@@ -70,7 +70,11 @@ def configure_firewall() -> None:
     )
     _load(ruleset, sha1(content))
     _stop_only_our_table()
-    service_state(name="Enable nftables at boot", unit="nftables", enabled=True)
+    # Active, not only enabled: the ruleset is loaded either way, but an inactive unit cannot be
+    # reloaded, and its stop (our table only, above) would do nothing until the next boot.
+    service_state(
+        name="Start nftables and enable it at boot", unit="nftables", running=True, enabled=True
+    )
 
 
 def _stop_only_our_table() -> None:
