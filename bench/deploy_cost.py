@@ -50,7 +50,10 @@ def deploy(verbose: bool) -> dict:
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.monotonic() - started
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"deploy failed:\n{output[-3000:]}")
+        log = REPO / "bench/results/deploy_cost-failed.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(output)
+        raise SystemExit(f"deploy failed (whole output in {log}):\n{output[-3000:]}")
     return {
         "seconds": round(seconds, 2),
         "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
