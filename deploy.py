@@ -21,6 +21,7 @@ from tasks import (
     sandbox,
     sshd,
     sysctl,
+    time_sync,
     updates,
 )
 
@@ -36,5 +37,6 @@ updates.security_updates()
 sandbox.sandbox_services()
 host_controls.host_controls()
 auditd.audit_rules()
+time_sync.time_sync()
 packages.remove_unneeded()
 log_shipping.ship_logs()

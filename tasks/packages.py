@@ -23,6 +23,7 @@ from tasks import (
     host_controls,
     log_shipping,
     nginx_install,
+    time_sync,
     updates,
 )
 from tasks.apt_packages import ensure_installed, installed_packages
@@ -42,13 +43,17 @@ def needed(settings: Settings) -> list[str]:
         *(log_shipping.PACKAGES if settings.log_bucket else ()),
         *(host_controls.PACKAGES if settings.needrestart_enabled else ()),
         *(auditd.PACKAGES if settings.auditd_enabled else ()),
+        *(time_sync.PACKAGES if settings.time_servers else ()),
     ]
     return list(dict.fromkeys(wanted))
 
 
 @deploy("Install what a proxy needs")
 def install_needed() -> None:
-    ensure_installed(needed(for_host(host)), "Install the proxy's packages (one apt transaction)")
+    wanted = needed(for_host(host))
+    if time_sync.other_time_daemon(installed_packages()):  # it stays; timesyncd would remove it
+        wanted = [p for p in wanted if p not in time_sync.PACKAGES]
+    ensure_installed(wanted, "Install the proxy's packages (one apt transaction)")
 
 
 @deploy("Remove what a proxy does not need")

@@ -306,6 +306,21 @@ class _Address(_Check):
             raise _Invalid() from None
 
 
+class _TimeServer(_Check):
+    allowed = "an IP address or a hostname"
+
+    def __call__(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise _Invalid()
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            pass
+        if re.fullmatch(r"[0-9.]+", value) or not _HOSTNAME_RE.fullmatch(value):
+            raise _Invalid()  # 169.254.169.1234 is a typo, not a hostname
+        return value.lower()
+
+
 class _Cidr(_Check):
     """A network in CIDR notation, strict (no host bits); optionally refusing /0."""
 
@@ -823,6 +838,13 @@ class Settings:
         "Install auditd with a small rule set: changes to sshd_config, sudoers, identity files, "
         "nginx and nftables configuration, unit files, and kernel module loading. Inside a "
         "container only persisted (the audit subsystem is the machine's).",
+    )
+    time_servers: tuple[str, ...] = _setting(
+        ("169.254.169.123",),
+        _List(_TimeServer(), what="IP addresses or hostnames"),
+        "NTP servers for systemd-timesyncd, tried in order (the logs and reports compare "
+        "timestamps across proxies). Default: the Amazon Time Sync Service, link-local on every "
+        "EC2 instance. Empty: time sync is left alone; a host running chrony or ntp keeps it.",
     )
 
     # Log shipping
