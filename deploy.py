@@ -29,11 +29,11 @@ preflight.check_settings_and_access()
 facts.read_all()  # every fact the tasks below compare, in one remote command
 nginx_install.package_source()
 packages.install_needed()
+updates.security_updates()  # the pending security updates once, before nginx serves
 nginx_proxy.configure_proxy()
 sshd.harden_sshd()
 firewall.configure_firewall()
 sysctl.harden_sysctl()
-updates.security_updates()
 sandbox.sandbox_services()
 host_controls.host_controls()
 auditd.audit_rules()

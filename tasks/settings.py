@@ -788,6 +788,13 @@ class Settings:
         "Reboot by itself when an update needs it. Off: proxies rebooting on their own, maybe "
         "together, drop traffic; reboot them in a controlled `--serial` run instead.",
     )
+    first_security_upgrade: bool = _setting(
+        True,
+        _Bool(),
+        "On the first converge (no /var/lib/proxy-deploy/first-security-upgrade yet), apply the "
+        "pending security updates once with unattended-upgrade, before nginx is configured to "
+        "serve: a fresh host does not keep its image's vulnerable packages until the nightly run.",
+    )
     service_sandbox_enabled: bool = _setting(
         True,
         _Bool(),
