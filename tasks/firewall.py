@@ -20,13 +20,11 @@ from pyinfra import host
 from pyinfra.api import deploy, operation
 from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.server import Command
-from pyinfra.operations import systemd
 
 from tasks import drift
 from tasks.activation import (
     ACTIVE_DIR,
     STATE_DIR,
-    install_file,
     install_validated,
     manages,
     recorded,
@@ -36,7 +34,7 @@ from tasks.activation import (
 )
 from tasks.facts import ask, asks
 from tasks.settings import for_host, ssh_port_of
-from tasks.units import service_state, unit_state, watches
+from tasks.units import install_units, service_state, watches
 
 RULESET = "/etc/nftables.conf"
 DROPIN = "/etc/systemd/system/nftables.service.d/proxy-deploy.conf"
@@ -80,24 +78,8 @@ def configure_firewall() -> None:
 def _stop_only_our_table() -> None:
     """The nftables.service drop-in, and a daemon-reload when it changed or systemd still runs
     an older definition of the unit (a run killed in between). Nothing else: the drop-in changes
-    what stop and reload do, not the table loaded now.
-
-    Not `units.install_units`: it asks systemd about each file's own name, and a drop-in is not a
-    unit (that would cost a remote command of its own on every run)."""
-    changed = install_file(
-        name=f"Install {DROPIN} (stopping nftables deletes only {TABLE})",
-        path=DROPIN,
-        content=template_text("systemd/nftables-proxy-deploy.conf"),
-    )
-    stale = unit_state("nftables.service").get("NeedDaemonReload") == "yes"
-    if stale:
-        drift.state_differs(
-            "nftables.service",
-            "systemd runs an older definition (daemon-reload pending)",
-            "Reload systemd",
-        )
-    if changed or stale:
-        systemd.daemon_reload(name="Reload systemd (nftables drop-in changed)")
+    what stop and reload do, not the table loaded now."""
+    install_units({DROPIN: template_text("systemd/nftables-proxy-deploy.conf")}, "nftables")
 
 
 def _load(installed: OperationMeta | None, ruleset_sha1: str) -> None:

@@ -34,14 +34,13 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import server, systemd
+from pyinfra.operations import server
 
 from tasks import drift
 from tasks.activation import (
     ACTIVE_DIR,
     STATE_DIR,
     activate,
-    install_file,
     install_validated,
     manages,
     render,
@@ -49,7 +48,7 @@ from tasks.activation import (
 )
 from tasks.facts import exists, looks_for
 from tasks.settings import Settings, for_host
-from tasks.units import unit_state, watches
+from tasks.units import install_units, unit_state, watches
 
 UNIT_DIR = "/etc/systemd/system"
 NGINX_DROPIN = f"{UNIT_DIR}/nginx.service.d/proxy-sandbox.conf"
@@ -96,20 +95,10 @@ def sandbox_services() -> None:
 def _shipper_sandbox() -> None:
     """The shipper's drop-in, and a daemon-reload when it changed or systemd still runs an older
     definition of the unit (its next run, hourly, starts in the new sandbox)."""
-    changed = install_file(
-        name=f"Install {SHIPPER_DROPIN}",
-        path=SHIPPER_DROPIN,
-        content=template_text("systemd/proxy-log-shipping-sandbox.conf"),
+    install_units(
+        {SHIPPER_DROPIN: template_text("systemd/proxy-log-shipping-sandbox.conf")},
+        "log shipper sandbox",
     )
-    stale = unit_state("proxy-log-shipping.service").get("NeedDaemonReload") == "yes"
-    if stale:
-        drift.state_differs(
-            "proxy-log-shipping.service",
-            "systemd runs an older definition (daemon-reload pending)",
-            "Reload systemd",
-        )
-    if changed or stale:
-        systemd.daemon_reload(name="Reload systemd (log shipper sandbox changed)")
 
 
 def nginx_writable_paths(settings: Settings) -> list[str]:

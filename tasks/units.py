@@ -65,19 +65,25 @@ def unit_state(unit: str) -> dict[str, str]:
 
 
 def install_units(units: dict[str, str], purpose: str) -> None:
-    """Install UNITS (path -> content) and daemon-reload when one changes or systemd still runs
-    an older definition of one of them."""
+    """Install UNITS (path -> content: unit files, or drop-ins in a unit's `NAME.d/`) and
+    daemon-reload when one changes or systemd still runs an older definition of its unit."""
     changes = [
         install_file(name=f"Install {path}", path=path, content=content)
         for path, content in units.items()
     ]
-    stale = _stale_units([posixpath.basename(path) for path in units])
+    stale = _stale_units(sorted({unit_of(path) for path in units}))
     for unit in stale:
         drift.state_differs(
             unit, "systemd runs an older definition (daemon-reload pending)", "Reload systemd"
         )
     if any(changes) or stale:
         systemd.daemon_reload(name=f"Reload systemd ({purpose} units changed)")
+
+
+def unit_of(path: str) -> str:
+    """The unit a unit file or drop-in configures: `nginx.service.d/x.conf` -> nginx.service."""
+    directory = posixpath.basename(posixpath.dirname(path))
+    return directory.removesuffix(".d") if directory.endswith(".d") else posixpath.basename(path)
 
 
 def _stale_units(names: list[str]) -> list[str]:
