@@ -38,6 +38,8 @@ from tasks.facts import ManagedFiles, ask, asks, fact
 STATE_DIR = "/var/lib/proxy-deploy"
 ACTIVE_DIR = f"{STATE_DIR}/active"
 TEMPLATES = posixpath.join(posixpath.dirname(posixpath.dirname(__file__)), "templates")
+# Programs installed on the hosts as they are (no template): programs/README.md.
+PROGRAMS = posixpath.join(posixpath.dirname(TEMPLATES), "programs")
 
 
 class ActivationRecords(FactBase):
@@ -290,6 +292,12 @@ def _under(directory: str, path: str, tree: str | None) -> str:
 def template_text(template: str) -> str:
     """templates/TEMPLATE as it is (scripts and units with nothing to fill in)."""
     with open(posixpath.join(TEMPLATES, template), encoding="utf-8") as source:
+        return source.read()
+
+
+def program_text(program: str) -> str:
+    """programs/PROGRAM, the source of a program the deploy installs on the hosts."""
+    with open(posixpath.join(PROGRAMS, program), encoding="utf-8") as source:
         return source.read()
 
 

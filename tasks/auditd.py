@@ -7,8 +7,8 @@ the drop-ins proxy-not-in-container.conf of auditd.service and audit-rules.servi
 (ConditionVirtualization=!container).
 Declares the package auditd (tasks/packages.py installs it with the others).
 Reads: auditd_enabled.
-Leaves alone: Debian's own rules (audit.rules: buffers, failure mode) and auditd.conf; shipping
-/var/log/audit/ off the host (not done yet: the log shipper sends the access logs only).
+Leaves alone: Debian's own rules (audit.rules: buffers, failure mode) and auditd.conf. The log
+shipper (tasks/log_shipping.py) ships the rotated audit logs with the access logs.
 
 Inside a container (`systemd-detect-virt --container`) the audit subsystem is the machine's:
 auditd cannot start there, so the rules are persisted and enabled at boot but neither loaded nor
@@ -29,6 +29,9 @@ from tasks.settings import for_host
 from tasks.units import service_state, unit_state, watches
 
 PACKAGES = ("auditd",)
+# Where auditd writes (log_file in Debian's auditd.conf, left alone), root:adm 0640 in a root:adm
+# 0750 directory (log_group = adm): the log shipper, in group adm, ships its rotated files.
+AUDIT_LOG = "/var/log/audit/audit.log"
 RULES = "/etc/audit/rules.d/90-proxy.rules"
 # audit-rules.service loads the rules on Debian 13 (Debian 12: auditd.service itself).
 UNITS = ("auditd.service", "audit-rules.service")

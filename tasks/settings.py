@@ -688,7 +688,7 @@ class Settings:
     trusted_proxy_cidrs: tuple[str, ...] | None = _setting(
         None,
         _Optional(
-            _List(_Cidr(everything_ok=False), what="CIDR networks (no host bits set, not /0)"),
+            _List(_Cidr(everything_ok=False), what="CIDR networks (no host bits set), not /0"),
             none="`lb_subnet_cidrs`",
         ),
         "Peers trusted to say who the client is. Only from these is the client address taken from "
@@ -707,9 +707,10 @@ class Settings:
     # Host hardening
     admin_cidrs: tuple[str, ...] = _setting(
         (),
-        _List(_Cidr(), what="CIDR networks (no host bits set)"),
-        "Networks allowed to reach SSH. Required when `firewall_enabled`: there is no safe "
-        "default.",
+        _List(_Cidr(everything_ok=False), what="CIDR networks (no host bits set), not /0"),
+        "Networks allowed to reach SSH (IPv4 and IPv6). Required when `firewall_enabled`: "
+        "there is no safe default; never 0.0.0.0/0 or ::/0, SSH open to everyone (Terraform's "
+        "security group refuses it too).",
     )
     allowed_http_cidrs: tuple[str, ...] = _setting(
         (),
@@ -866,6 +867,17 @@ class Settings:
         "proxy-access-logs",
         _Pattern(r"[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*", "an S3 key prefix without leading /"),
         "Key prefix in `log_bucket`; objects are PREFIX/INSTANCE-ID/YYYY/MM/DD/FILE.",
+    )
+    audit_log_prefix: str = _setting(
+        "proxy-audit-logs",
+        _Pattern(
+            r"(?:[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*)?",
+            "an S3 key prefix without leading /, or empty (off)",
+        ),
+        "Key prefix in `log_bucket` of the audit log's rotated files (auditd_enabled), shipped "
+        "with the access logs: PREFIX/INSTANCE-ID/YYYY/MM/DD/audit.log-... Its own prefix, as "
+        "everything under `log_prefix` is read as JSON access logs. Empty: the audit log stays "
+        "on the host (auditd keeps 5 files of 8 MB).",
     )
     log_shipping_env: Mapping[str, str] = _setting(
         None,
@@ -1355,6 +1367,24 @@ def _limits_see_clients(v: Mapping[str, Any], data: Mapping[str, Any]) -> list[s
     ]
 
 
+def _audit_logs_apart(v: Mapping[str, Any], _data: Mapping[str, Any]) -> list[str]:
+    """`audit_log_prefix` is neither `log_prefix` nor inside it, nor around it."""
+    audit, access = v["audit_log_prefix"], v["log_prefix"]
+    if not audit or not (
+        audit == access or audit.startswith(access + "/") or access.startswith(audit + "/")
+    ):
+        return []
+    return [
+        _message(
+            "audit_log_prefix",
+            audit,
+            f"must lie outside log_prefix ({access!r}) and not contain it: everything under "
+            "log_prefix is read as JSON access logs (the report, Athena), and audit records are "
+            "not JSON",
+        )
+    ]
+
+
 _CROSS_RULES: tuple[tuple[tuple[str, ...], _Rule], ...] = (
     (("proxy_tries", "max_tries"), _tries_within_cap),
     (("upstream_keepalive_timeout", "backend_idle_timeout"), _keepalive_below_backend),
@@ -1368,6 +1398,7 @@ _CROSS_RULES: tuple[tuple[tuple[str, ...], _Rule], ...] = (
     (("retry_non_idempotent_locations", "allowed_methods"), _non_idempotent_needs_methods),
     (("sshd_ciphers", "sshd_kex_algorithms", "sshd_macs"), _ssh_client_can_connect),
     (("retry_on", "retry_on_client_errors_reason"), _client_errors_need_reason),
+    (("audit_log_prefix", "log_prefix"), _audit_logs_apart),
     (
         (
             "rate_limit_rps",

@@ -41,6 +41,7 @@ from tasks.activation import (
     install_file,
     install_validated,
     manages,
+    program_text,
     record_command,
     recorded,
     render,
@@ -116,7 +117,7 @@ def _install_safety_net() -> None:
     install_file(
         name=f"Install {ROLLBACK_SCRIPT}",
         path=ROLLBACK_SCRIPT,
-        content=template_text("ssh/sshd-rollback.sh"),
+        content=program_text("sshd-rollback.sh"),
         mode="755",
     )
     install_units(

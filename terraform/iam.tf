@@ -1,11 +1,11 @@
-# The proxies' instance role: each instance may only add objects under its own log prefix of the
-# access-log bucket (tasks/log_shipping.py uploads the rotated nginx JSON logs hourly). No other AWS
-# API.
+# The proxies' instance role: each instance may only add objects under its own log prefixes of the
+# access-log bucket (tasks/log_shipping.py uploads the rotated nginx JSON logs and audit logs
+# hourly, each under its own prefix). No other AWS API.
 
 locals {
-  # One statement per proxy in the log-shipping policy, about 300 characters each (a 63-character
+  # One statement per proxy in the log-shipping policy, about 460 characters each (two prefixes, a 63-character
   # bucket name; tests/test_terraform.py measures it) against IAM's 10,240 per role.
-  max_proxies_per_log_policy = 30
+  max_proxies_per_log_policy = 22
 }
 
 data "aws_iam_policy_document" "proxy_assume" {
@@ -32,10 +32,13 @@ resource "aws_iam_role" "proxy" {
 # instance, and so itself, more.
 data "aws_iam_policy_document" "proxy_boundary" {
   statement {
-    sid       = "AtMostShippingLogs"
-    effect    = "Allow"
-    actions   = ["s3:PutObject"]
-    resources = ["${aws_s3_bucket.access_logs.arn}/${var.proxy_log_prefix}/*"]
+    sid     = "AtMostShippingLogs"
+    effect  = "Allow"
+    actions = ["s3:PutObject"]
+    resources = [
+      "${aws_s3_bucket.access_logs.arn}/${var.proxy_log_prefix}/*",
+      "${aws_s3_bucket.access_logs.arn}/${var.proxy_audit_log_prefix}/*",
+    ]
   }
 }
 
@@ -46,7 +49,7 @@ resource "aws_iam_policy" "proxy_boundary" {
 }
 
 # Each proxy may write under its own instance id only: PREFIX/INSTANCE_ID/YYYY/MM/DD/... (the key
-# templates/logs/ship-logs.py builds), so a compromised proxy cannot overwrite or forge the logs of
+# programs/ship-logs.py builds), so a compromised proxy cannot overwrite or forge the logs of
 # the others. All proxies share the role, so the statement that lets an instance write a prefix must
 # know which instance is asking: the request context key ec2:SourceInstanceARN, "the ARN of the EC2
 # instance from which the request is made ... present only when the request comes from an EC2
@@ -61,10 +64,13 @@ data "aws_iam_policy_document" "proxy_log_shipping" {
     for_each = aws_instance.proxy
 
     content {
-      sid       = "ShipOwnAccessLogs${replace(statement.key, "/[^A-Za-z0-9]/", "")}"
-      effect    = "Allow"
-      actions   = ["s3:PutObject"]
-      resources = ["${aws_s3_bucket.access_logs.arn}/${var.proxy_log_prefix}/${statement.value.id}/*"]
+      sid     = "ShipOwnAccessLogs${replace(statement.key, "/[^A-Za-z0-9]/", "")}"
+      effect  = "Allow"
+      actions = ["s3:PutObject"]
+      resources = [
+        "${aws_s3_bucket.access_logs.arn}/${var.proxy_log_prefix}/${statement.value.id}/*",
+        "${aws_s3_bucket.access_logs.arn}/${var.proxy_audit_log_prefix}/${statement.value.id}/*",
+      ]
 
       condition {
         test     = "ArnEquals"

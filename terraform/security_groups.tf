@@ -1,6 +1,8 @@
 # Security groups. The proxies accept HTTP only from the load balancer and allowed_http_cidrs, and
 # SSH only from admin_cidrs: the same lists the hosts' nftables firewall is given. Rules are separate
-# resources (one per CIDR) so that adding a network never rewrites the others.
+# resources (one per CIDR) so that adding a network never rewrites the others. A rule takes an IPv4
+# network as cidr_ipv4 and an IPv6 one as cidr_ipv6 (exactly one of the two): the lists may hold
+# both families, like the hosts' firewall.
 
 resource "aws_security_group" "proxy" {
   name        = "${local.name}-proxies"
@@ -30,7 +32,8 @@ resource "aws_vpc_security_group_ingress_rule" "proxy_http_allowed" {
   ip_protocol       = "tcp"
   from_port         = local.http_port
   to_port           = local.http_port
-  cidr_ipv4         = each.value
+  cidr_ipv4         = strcontains(each.value, ":") ? null : each.value
+  cidr_ipv6         = strcontains(each.value, ":") ? each.value : null
 }
 
 resource "aws_vpc_security_group_ingress_rule" "proxy_ssh_admin" {
@@ -41,7 +44,8 @@ resource "aws_vpc_security_group_ingress_rule" "proxy_ssh_admin" {
   ip_protocol       = "tcp"
   from_port         = local.ssh_port
   to_port           = local.ssh_port
-  cidr_ipv4         = each.value
+  cidr_ipv4         = strcontains(each.value, ":") ? null : each.value
+  cidr_ipv6         = strcontains(each.value, ":") ? each.value : null
 }
 
 resource "aws_vpc_security_group_egress_rule" "proxy_to_backends" {
@@ -52,7 +56,8 @@ resource "aws_vpc_security_group_egress_rule" "proxy_to_backends" {
   ip_protocol       = "tcp"
   from_port         = var.backend_port
   to_port           = var.backend_port
-  cidr_ipv4         = each.value
+  cidr_ipv4         = strcontains(each.value, ":") ? null : each.value
+  cidr_ipv6         = strcontains(each.value, ":") ? each.value : null
 }
 
 resource "aws_vpc_security_group_egress_rule" "proxy_packages" {
@@ -68,7 +73,8 @@ resource "aws_vpc_security_group_egress_rule" "proxy_packages" {
   ip_protocol       = "tcp"
   from_port         = each.value.port
   to_port           = each.value.port
-  cidr_ipv4         = each.value.cidr
+  cidr_ipv4         = strcontains(each.value.cidr, ":") ? null : each.value.cidr
+  cidr_ipv6         = strcontains(each.value.cidr, ":") ? each.value.cidr : null
 }
 
 resource "aws_security_group" "lb" {
@@ -89,7 +95,8 @@ resource "aws_vpc_security_group_ingress_rule" "lb_https" {
   ip_protocol       = "tcp"
   from_port         = 443
   to_port           = 443
-  cidr_ipv4         = each.value
+  cidr_ipv4         = strcontains(each.value, ":") ? null : each.value
+  cidr_ipv6         = strcontains(each.value, ":") ? each.value : null
 }
 
 resource "aws_vpc_security_group_egress_rule" "lb_to_proxies" {

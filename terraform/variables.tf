@@ -151,14 +151,17 @@ variable "root_volume_kms_key_id" {
 # --- Who may talk to what ----------------------------------------------------------------------
 # admin_cidrs and allowed_http_cidrs are the lists the hosts' own nftables firewall uses
 # (group_data/env_<ENVIRONMENT>.py): tools/terraform.sh reads them from there and passes them in.
+# Every CIDR list takes IPv4 and IPv6 networks, as the hosts' firewall does: a network with a ":"
+# becomes a rule's cidr_ipv6, any other its cidr_ipv4 (security_groups.tf). So 0.0.0.0/0 means
+# every IPv4 address and no IPv6 one in both layers, and ::/0 every IPv6 address.
 
 variable "admin_cidrs" {
   description = "Networks allowed to reach the proxies on SSH (port 22): the deploy runners and the admins."
   type        = list(string)
 
   validation {
-    condition     = length(var.admin_cidrs) > 0 && alltrue([for c in var.admin_cidrs : can(cidrhost(c, 0)) && c != "0.0.0.0/0"])
-    error_message = "admin_cidrs needs at least one valid CIDR, and never 0.0.0.0/0."
+    condition     = length(var.admin_cidrs) > 0 && alltrue([for c in var.admin_cidrs : can(cidrhost(c, 0)) && !endswith(c, "/0")])
+    error_message = "admin_cidrs needs at least one valid CIDR (IPv4 or IPv6), and never 0.0.0.0/0 or ::/0."
   }
 }
 
@@ -168,8 +171,8 @@ variable "allowed_http_cidrs" {
   default     = []
 
   validation {
-    condition     = alltrue([for c in var.allowed_http_cidrs : can(cidrhost(c, 0)) && c != "0.0.0.0/0"])
-    error_message = "allowed_http_cidrs must be valid CIDRs, and never 0.0.0.0/0: clients come through the load balancer."
+    condition     = alltrue([for c in var.allowed_http_cidrs : can(cidrhost(c, 0)) && !endswith(c, "/0")])
+    error_message = "allowed_http_cidrs must be valid CIDRs (IPv4 or IPv6), and never 0.0.0.0/0 or ::/0: clients come through the load balancer."
   }
 }
 
@@ -281,4 +284,15 @@ variable "proxy_log_prefix" {
   description = "Key prefix of the proxies' shipped access logs in the access-log bucket (the deploy's log_prefix setting)."
   type        = string
   default     = "proxy-access-logs"
+}
+
+variable "proxy_audit_log_prefix" {
+  description = "Key prefix of the proxies' shipped audit logs in the access-log bucket (the deploy's audit_log_prefix setting)."
+  type        = string
+  default     = "proxy-audit-logs"
+
+  validation {
+    condition     = var.proxy_audit_log_prefix != var.proxy_log_prefix
+    error_message = "proxy_audit_log_prefix must differ from proxy_log_prefix: everything under the access-log prefix is read as JSON access logs."
+  }
 }

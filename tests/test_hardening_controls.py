@@ -158,7 +158,11 @@ def test_nginx_sandbox_scores_within_the_goal_offline(tmp_path: Path) -> None:
 
 
 def test_shipper_sandbox_scores_within_the_goal_offline(tmp_path: Path) -> None:
-    unit = render("logs/proxy-log-shipping.service.j2", s=_settings(log_bucket="proxy-logs"))
+    unit = render(
+        "logs/proxy-log-shipping.service.j2",
+        s=_settings(log_bucket="proxy-logs"),
+        audit_log="/var/log/audit/audit.log",
+    )
     before = _exposure(tmp_path, "proxy-log-shipping.service", unit)
     dropin = template_text("systemd/proxy-log-shipping-sandbox.conf")
     after = _exposure(tmp_path, "proxy-log-shipping.service", _with_dropin(unit, dropin))

@@ -1,5 +1,6 @@
-"""Access logs shipped to S3 (issue 7) on the lab, against the fake AWS's S3: rotated files land
-under the instance id; an upload that fails is retried by the next run and nothing is lost."""
+"""Logs shipped to S3 (issue 7) on the lab, against the fake AWS's S3: rotated access logs land
+under the instance id; an upload that fails is retried by the next run and nothing is lost; the
+audit log's rotated files go the same way under their own prefix (issue 12)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ pytestmark = pytest.mark.lab
 LAB_STAGE = 25
 
 PREFIX = "proxy-access-logs"
+AUDIT_PREFIX = "proxy-audit-logs"
+AUDIT_RECORD = (
+    'type=CONFIG_CHANGE msg=audit(1764409200.123:42): auid=1000 ses=3 op=add_rule key="lab" '
+    "list=4 res=1"
+)
 BLOCK = "inet lab_block_s3"
 
 
@@ -90,6 +96,54 @@ def test_failed_upload_is_retried_by_the_next_run_and_nothing_is_lost(deployed, 
     again = core.exec_in_lab(node.name, ["systemctl", "start", "proxy-log-shipping.service"])
     assert again.returncode == 0
     assert len(shipped_lines(instance_id(node.name))) == len(lines)  # no second copy
+
+
+def test_rotated_audit_log_ships_from_the_sandbox_under_its_own_prefix(deployed, proxies):
+    """auditd cannot run in a lab container, so the rotated file is written the way auditd
+    leaves it (root:adm 0640 in Debian's root:adm 0750 directory); the sandboxed shipper, a
+    dynamic user in group adm, must read it; asking a stopped auditd to rotate fails no run."""
+    for node in (proxies[0], proxies[-1]):  # Debian 13 and Debian 12
+        assert on_host(node.name, "stat -c '%U:%G %a' /var/log/audit").split() == [
+            "root:adm",
+            "750",
+        ]
+        marker = f"{AUDIT_RECORD} node={node.name}"
+        on_host(
+            node.name,
+            f"printf '%s\\n' '{marker}' > /var/log/audit/audit.log.1 && "
+            "chown root:adm /var/log/audit/audit.log.1 && chmod 640 /var/log/audit/audit.log.1 && "
+            f"printf '%s\\n' '{AUDIT_RECORD}' > /var/log/audit/audit.log",
+        )
+        try:
+            shipping = core.exec_in_lab(
+                node.name, ["systemctl", "start", "proxy-log-shipping.service"]
+            )
+            assert shipping.returncode == 0, shipping.stderr
+            assert "DynamicUser=yes" in on_host(
+                node.name, "systemctl show -p DynamicUser proxy-log-shipping.service"
+            )
+            client = s3()
+            prefix = f"{AUDIT_PREFIX}/{instance_id(node.name)}/"
+            keys = [
+                item["Key"]
+                for item in client.list_objects_v2(Bucket=config.LOG_BUCKET, Prefix=prefix).get(
+                    "Contents", []
+                )
+            ]
+            bodies = [
+                gzip.decompress(
+                    client.get_object(Bucket=config.LOG_BUCKET, Key=key)["Body"].read()
+                ).decode()
+                for key in keys
+            ]
+            assert any(marker in body for body in bodies), (node.name, keys)
+            # Never among the access logs, which everything downstream reads as JSON.
+            access = client.list_objects_v2(
+                Bucket=config.LOG_BUCKET, Prefix=f"{PREFIX}/{instance_id(node.name)}/"
+            )
+            assert not [i["Key"] for i in access.get("Contents", []) if "audit.log" in i["Key"]]
+        finally:
+            on_host(node.name, "rm -f /var/log/audit/audit.log.1 /var/log/audit/audit.log")
 
 
 def test_report_reads_the_shipped_logs_from_s3(deployed, lab_env):

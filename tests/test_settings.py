@@ -87,6 +87,8 @@ BAD_VALUES = [
     ("nginx_source", "apt", 'must be one of "distribution", "nginx.org"'),
     ("admin_cidrs", ["10.0.0.1/8"], "must be a list of CIDR networks (no host bits set)"),
     ("admin_cidrs", "10.0.0.0/8", "must be a list of CIDR networks"),
+    ("admin_cidrs", ["0.0.0.0/0"], "not /0 ('0.0.0.0/0' is not allowed)"),
+    ("admin_cidrs", ["10.0.0.0/8", "::/0"], "not /0 ('::/0' is not allowed)"),
     ("allowed_http_cidrs", ["10.0.0.0/33"], "'10.0.0.0/33' is not allowed"),
     ("trusted_proxy_cidrs", ["0.0.0.0/0"], "not /0"),
     ("trusted_proxy_cidrs", "10.0.0.0/8", "must be None (`lb_subnet_cidrs`) or a list of CIDR"),
@@ -213,6 +215,15 @@ def test_example_message_from_the_brief() -> None:
             "trusted_proxy_cidrs = []: no trusted proxies behind a load balancer",
         ),
         (
+            {"audit_log_prefix": "proxy-access-logs/audit"},
+            "audit_log_prefix = 'proxy-access-logs/audit': must lie outside log_prefix "
+            "('proxy-access-logs')",
+        ),
+        (
+            {"audit_log_prefix": "logs", "log_prefix": "logs/access"},
+            "audit_log_prefix = 'logs': must lie outside log_prefix ('logs/access')",
+        ),
+        (
             {"behind_load_balancer": True, "rate_limit_rps": 0},
             "trusted_proxy_cidrs = None: no trusted proxies behind a load balancer with "
             "conn_limit_per_client = 100: nginx would key the limits on the balancer's few",
@@ -233,6 +244,8 @@ def test_cross_field_rule_refused(data: dict[str, Any], expected: str) -> None:
         {"upstream_servers": ["10.0.0.5:8080"], "dns_resolvers": []},
         {"retry_non_idempotent_locations": ["/appointments"], "allowed_methods": ["PATCH"]},
         {"retry_on": ["http_404"], "retry_on_client_errors_reason": "answers 404 while warming"},
+        {"audit_log_prefix": "proxy-access-logs-audit"},
+        {"audit_log_prefix": ""},
         {"ec2_instance_id": "i-0abc", "lb_subnet_cidrs": ["10.0.1.0/24"]},
         {"ec2_instance_id": "i-0abc", "trusted_proxy_cidrs": ["10.0.0.0/16"]},
         {"ec2_instance_id": "i-0abc", "behind_load_balancer": False},

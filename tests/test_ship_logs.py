@@ -1,4 +1,4 @@
-"""The log shipper (templates/logs/ship-logs.py) on this machine, against a real moto_server.
+"""The log shipper (programs/ship-logs.py) on this machine, against a real moto_server.
 
 The real script runs as a subprocess, under the system's /usr/bin/python3 with `-S` (no
 site-packages: it must need the standard library and curl only), and uploads with this machine's
@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -32,7 +33,7 @@ import boto3
 import pytest
 from conftest import REPO
 
-SCRIPT = REPO / "templates/logs/ship-logs.py"
+SCRIPT = REPO / "programs/ship-logs.py"
 PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
 MOTO = Path(sys.executable).with_name("moto_server")
 REGION = "eu-west-1"
@@ -428,6 +429,85 @@ def test_upload_over_a_mebibyte_is_signed_and_stored_whole(s3, host):
     assert run.returncode == 0, run.stderr
     (stored,) = s3.objects(host.instance_id).values()
     assert gzip.decompress(stored["Body"]) == content
+
+
+AUDIT_PREFIX = "proxy-audit-logs"
+AUDIT_RECORD = (
+    b"type=SYSCALL msg=audit(1764409200.123:42): arch=c000003e syscall=257 success=yes exit=3 "
+    b'comm="vi" exe="/usr/bin/vim.basic" key="sshd_config"\n'
+)
+
+
+def _audit_objects(s3: FakeS3, instance_id: str) -> dict[str, dict]:
+    listing = s3.client.list_objects_v2(Bucket=BUCKET, Prefix=f"{AUDIT_PREFIX}/{instance_id}/")
+    return {
+        item["Key"]: s3.client.get_object(Bucket=BUCKET, Key=item["Key"])
+        for item in listing.get("Contents", [])
+    }
+
+
+@pytest.mark.slow
+@needs_curl
+def test_rotated_audit_logs_ship_under_their_own_prefix_as_text(s3, host):
+    """Audit records are not JSON: never under the access logs' prefix, which is read as JSON."""
+    audit_dir = host.root / "audit"
+    audit_dir.mkdir()
+    (audit_dir / "audit.log").write_bytes(AUDIT_RECORD)  # live: not shipped
+    (audit_dir / "audit.log.1").write_bytes(AUDIT_RECORD * 3)
+    host.rotated(".1", 5, time.time() - 3600)
+    audit = {"SHIP_AUDIT_LOG_FILE": str(audit_dir / "audit.log"), "SHIP_AUDIT_PREFIX": AUDIT_PREFIX}
+
+    run = host.ship(s3.url, **keys_of(s3), **audit)
+    again = host.ship(s3.url, **keys_of(s3), **audit)
+
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.endswith("2 file(s) shipped, 2 rotated file(s) seen\n")
+    ((key, stored),) = _audit_objects(s3, host.instance_id).items()
+    assert key.startswith(f"{AUDIT_PREFIX}/{host.instance_id}/") and "/audit.log-" in key
+    assert gzip.decompress(stored["Body"].read()) == AUDIT_RECORD * 3
+    assert stored["ContentType"] == "text/plain"
+    assert all("audit.log" not in k for k in s3.objects(host.instance_id))
+    assert again.stdout == "0 file(s) shipped, 2 rotated file(s) seen\n"
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
+def test_unreadable_audit_directory_fails_instead_of_finding_nothing(tmp_path_factory):
+    """glob finds nothing in a directory it may not read: that must not pass for "all shipped".
+
+    Run as nobody (setpriv), since root reads every directory: like the sandboxed shipper outside
+    group adm, the case of an auditd.conf whose log_group is root.
+    """
+    root = Path(tempfile.mkdtemp(prefix="ship-logs-"))
+    try:
+        root.chmod(0o755)
+        audit_dir = root / "audit"
+        audit_dir.mkdir(mode=0o700)
+        (audit_dir / "audit.log.1").write_bytes(AUDIT_RECORD)
+        (root / "state").mkdir(mode=0o777)
+        env = {
+            "PATH": os.environ["PATH"],
+            "SHIP_BUCKET": BUCKET,
+            "SHIP_PREFIX": PREFIX,
+            "SHIP_INSTANCE_ID": "i-0123",
+            "SHIP_LOG_FILE": str(root / "access.log"),
+            "SHIP_STATE_FILE": str(root / "state" / "log-shipping.json"),
+            "SHIP_AUDIT_LOG_FILE": str(audit_dir / "audit.log"),
+            "SHIP_AUDIT_PREFIX": AUDIT_PREFIX,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+        shutil.copy(SCRIPT, root / "ship-logs")
+        nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        run = subprocess.run(
+            [*nobody, PYTHON, "-S", str(root / "ship-logs")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        shutil.rmtree(root)
+    assert run.returncode == 1, run.stdout
+    assert f"cannot read {audit_dir}: permission denied" in run.stderr
 
 
 def _load_script():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import ipaddress
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from hcl2 import SerializationOptions
 
 from inventories.settings import InventorySettings
 from tasks.settings import Settings as DeploySettings
+from tasks.settings import SettingsError, from_data
 from tools import firewall_tfvars, rollout
 
 REPO = Path(__file__).resolve().parents[1]
@@ -180,6 +182,95 @@ def test_proxies_accept_http_from_the_lb_and_allowed_cidrs_and_ssh_from_admins_o
     assert "0.0.0.0/0" not in json.dumps(rules)
 
 
+needs_terraform = pytest.mark.skipif(
+    shutil.which("terraform") is None, reason="needs the terraform binary (terraform console)"
+)
+FAMILY_SAMPLES = [
+    "10.0.0.0/8",
+    "10.77.0.1/32",
+    "2001:db8::/32",
+    "fd00:77::1/128",
+    "0.0.0.0/0",
+    "::/0",
+]
+
+
+def _terraform_eval(tmp_path: Path, expression: str, cidrs: list[str]) -> object:
+    """EXPRESSION evaluated by Terraform itself (`terraform console`), with var.cidrs = CIDRS."""
+    (tmp_path / "main.tf").write_text('variable "cidrs" { type = list(string) }\n')
+    (tmp_path / "in.tfvars.json").write_text(json.dumps({"cidrs": cidrs}))
+    result = subprocess.run(
+        ["terraform", "console", "-var-file=in.tfvars.json"],
+        input=f"jsonencode({expression})\n",
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(json.loads(result.stdout))
+
+
+def _cidr_rules(tf) -> dict[str, dict]:
+    """Every security group rule made from a list of CIDRs, by name."""
+    return {
+        name: body
+        for (rtype, name), body in tf["resource"].items()
+        if rtype.startswith("aws_vpc_security_group_") and "cidr_ipv4" in body
+    }
+
+
+@needs_terraform
+def test_each_cidr_goes_to_the_rule_attribute_of_its_family(tf, tmp_path):
+    """A security group rule takes IPv4 as cidr_ipv4 and IPv6 as cidr_ipv6 (issue 13 item 7):
+    the same split as the hosts' nftables sets (http_v4/http_v6), so 0.0.0.0/0 means every IPv4
+    address and no IPv6 one in both layers. Evaluated by Terraform for every rule."""
+    rules = _cidr_rules(tf)
+    assert len(rules) >= 5, sorted(rules)
+    for name, rule in rules.items():
+        # each.value is the CIDR, or an object whose .cidr is (the package-mirror rules).
+        pair = "{{ ipv4 = {}, ipv6 = {} }}".format(
+            *(
+                rule[k][2:-1].replace("each.value", "v").replace("v.cidr", "v")
+                for k in ("cidr_ipv4", "cidr_ipv6")
+            )
+        )
+        got = _terraform_eval(tmp_path, f"{{ for v in var.cidrs : v => {pair} }}", FAMILY_SAMPLES)
+        for cidr in FAMILY_SAMPLES:
+            family = "ipv6" if ipaddress.ip_network(cidr).version == 6 else "ipv4"
+            other = "ipv4" if family == "ipv6" else "ipv6"
+            assert got[cidr] == {family: cidr, other: None}, (name, cidr, got[cidr])
+
+
+@needs_terraform
+@pytest.mark.parametrize("variable", ["admin_cidrs", "allowed_http_cidrs"])
+def test_terraform_refuses_what_the_deploy_refuses_for_ssh_and_http_networks(
+    tf, tmp_path, variable
+):
+    """Both layers take both families and refuse everything (/0) for SSH; for HTTP Terraform also
+    refuses /0 (clients come through the load balancer; the deploy allows it for direct clients)."""
+    condition = one(tf["variable"][variable]["validation"])["condition"][2:-1]
+    for cidr in FAMILY_SAMPLES:
+        accepted = _terraform_eval(
+            tmp_path, condition.replace(f"var.{variable}", "var.cidrs"), [cidr]
+        )
+        deploy_ok = _deploy_accepts(variable, cidr)
+        if variable == "admin_cidrs" or not cidr.endswith("/0"):
+            assert accepted == deploy_ok, (variable, cidr, accepted, deploy_ok)
+        else:
+            assert deploy_ok and not accepted, (variable, cidr)
+
+
+def _deploy_accepts(variable: str, cidr: str) -> bool:
+    data = {"admin_cidrs": ["10.77.0.1/32"], "allowed_http_cidrs": ["10.77.0.0/24"]}
+    data[variable] = [cidr]
+    try:
+        from_data(data)
+    except SettingsError:
+        return False
+    return True
+
+
 def test_firewall_variables_are_the_deploys_firewall_settings(tf):
     for name in firewall_tfvars.LISTS.values():
         assert name in tf["variable"], name
@@ -298,6 +389,7 @@ def _log_policy(tf: dict, instances: dict[str, str], bucket: str, prefix: str) -
     block = dynamic["statement"]
     assert block["for_each"] == "${aws_instance.proxy}"
     content = one(block["content"])
+    audit_prefix = resolve(tf, "${var.proxy_audit_log_prefix}")
     statements = []
     for name, instance_id in instances.items():
         arn = f"arn:aws:ec2:eu-west-1:123456789012:instance/{instance_id}"
@@ -306,6 +398,7 @@ def _log_policy(tf: dict, instances: dict[str, str], bucket: str, prefix: str) -
             return (
                 text.replace("${aws_s3_bucket.access_logs.arn}", f"arn:aws:s3:::{bucket}")
                 .replace("${var.proxy_log_prefix}", prefix)
+                .replace("${var.proxy_audit_log_prefix}", audit_prefix)
                 .replace("${statement.value.id}", instance_id)
                 .replace("${statement.value.arn}", arn)
             )
@@ -345,10 +438,10 @@ def test_each_proxy_may_write_only_its_own_log_prefix(tf, monkeypatch, tmp_path)
     prefix = resolve(tf, "${var.proxy_log_prefix}")
     ids = {"proxy-a-1": "i-0aaaaaaaaaaaaaaa1", "proxy-a-2": "i-0bbbbbbbbbbbbbbb2"}
     statements = _log_policy(tf, ids, "logs-bucket", prefix)
-    # The key the shipper builds for an instance (templates/logs/ship-logs.py).
+    # The key the shipper builds for an instance (programs/ship-logs.py).
     log = tmp_path / "proxy_access.log.1"
     log.write_text("{}\n")
-    shipper = runpy.run_path(str(REPO / "templates/logs/ship-logs.py"))
+    shipper = runpy.run_path(str(REPO / "programs/ship-logs.py"))
     monkeypatch.setenv("SHIP_LOG_FILE", "/var/log/nginx/proxy_access.log")
     monkeypatch.setenv("SHIP_PREFIX", prefix)
 
@@ -371,9 +464,21 @@ def test_each_proxy_may_write_only_its_own_log_prefix(tf, monkeypatch, tmp_path)
     assert not _allowed(
         statements, "s3:PutObject", f"arn:aws:s3:::logs-bucket/{prefix}/x", from_(one_)
     )
+    # The audit log's prefix (tasks/log_shipping.py), the same way: own instance id only.
+    audit = resolve(tf, "${var.proxy_audit_log_prefix}")
+    own_audit = f"arn:aws:s3:::logs-bucket/{audit}/{one_}/2026/11/29/audit.log-x.log.gz"
+    assert _allowed(statements, "s3:PutObject", own_audit, from_(one_))
+    assert not _allowed(statements, "s3:PutObject", own_audit, from_(two))
     assert not _allowed(statements, "s3:PutObject", own, {})
     assert not _allowed(statements, "s3:DeleteObject", own, from_(one_))
     assert {a for st in statements for a in st["Action"]} == {"s3:PutObject"}
+
+
+def test_log_prefixes_default_to_the_deploys_own(tf):
+    """The instance role admits what the shipper writes with the deploy's default settings."""
+    defaults = DeploySettings()
+    assert resolve(tf, "${var.proxy_log_prefix}") == defaults.log_prefix
+    assert resolve(tf, "${var.proxy_audit_log_prefix}") == defaults.audit_log_prefix
 
 
 def test_log_policy_fits_iams_inline_limit_at_the_largest_fleet_it_allows(tf):

@@ -4,7 +4,10 @@
 Managed by the deploy (tasks/log_shipping.py); run hourly by proxy-log-shipping.timer.
 
 Every rotated file next to SHIP_LOG_FILE (access.log.1, access.log.2.gz, ...) is uploaded once,
-gzip-compressed, to s3://SHIP_BUCKET/SHIP_PREFIX/SHIP_INSTANCE_ID/YYYY/MM/DD/NAME. A file is
+gzip-compressed, to s3://SHIP_BUCKET/SHIP_PREFIX/SHIP_INSTANCE_ID/YYYY/MM/DD/NAME. When
+SHIP_AUDIT_LOG_FILE and SHIP_AUDIT_PREFIX are set, the audit log's rotated files (audit.log.1,
+...; auditd rotates them itself) go the same way under SHIP_AUDIT_PREFIX: a prefix of their own,
+because everything under SHIP_PREFIX is read as JSON access logs (the report, Athena). A file is
 known by the SHA-256 of its (uncompressed) content, so the same period is not uploaded twice when
 logrotate renames and compresses it. The list of shipped digests (SHIP_STATE_FILE, default
 /var/lib/proxy-deploy/log-shipping.json) is written only after an upload succeeded: when S3
@@ -71,11 +74,39 @@ def save_state(state):
     os.replace(tmp, STATE)
 
 
-def object_key(path, digest):
+class Log:
+    """One log this host ships: the live file's path, the key prefix, the content type."""
+
+    def __init__(self, path, prefix, content_type):
+        self.path = path
+        self.prefix = prefix
+        self.content_type = content_type
+
+    def rotated(self):
+        """Its rotated files (PATH.1, PATH.2.gz, ...), oldest first."""
+        directory = os.path.dirname(self.path) or "."
+        if os.path.isdir(directory) and not os.access(directory, os.R_OK | os.X_OK):
+            # glob would silently find nothing: a log never shipped must not look shipped.
+            raise ShipError(f"cannot read {directory}: permission denied")
+        return sorted(glob.glob(self.path + ".[0-9]*"), key=os.path.getmtime)
+
+
+def logs():
+    """The access log, and the audit log when its shipping is configured."""
+    found = [Log(os.environ["SHIP_LOG_FILE"], os.environ["SHIP_PREFIX"], "application/json")]
+    audit, audit_prefix = os.environ.get("SHIP_AUDIT_LOG_FILE"), os.environ.get("SHIP_AUDIT_PREFIX")
+    if audit and audit_prefix:
+        found.append(Log(audit, audit_prefix, "text/plain"))
+    return found
+
+
+def object_key(path, digest, log=None):
+    """PREFIX/INSTANCE_ID/YYYY/MM/DD/NAME-STAMP-DIGEST.log.gz, dated by the file's mtime."""
+    log = log or logs()[0]
     day = datetime.datetime.fromtimestamp(os.path.getmtime(path), datetime.UTC)
-    base = os.path.basename(os.environ["SHIP_LOG_FILE"])
+    base = os.path.basename(log.path)
     return "{}/{}/{:%Y/%m/%d}/{}-{:%Y%m%dT%H%M%SZ}-{}.log.gz".format(
-        os.environ["SHIP_PREFIX"], os.environ["SHIP_INSTANCE_ID"], day, base, day, digest[:12]
+        log.prefix, os.environ["SHIP_INSTANCE_ID"], day, base, day, digest[:12]
     )
 
 
@@ -163,7 +194,7 @@ def curl_config(creds):
     return ("\n".join(lines) + "\n").encode()
 
 
-def curl_command(url, body, config_fd):
+def curl_command(url, body, config_fd, content_type="application/json"):
     """curl's arguments for one signed PUT of `body` (read from stdin) to `url`."""
     return [
         "curl",
@@ -184,7 +215,7 @@ def curl_command(url, body, config_fd):
         "--header",
         "x-amz-content-sha256: " + hashlib.sha256(body).hexdigest(),
         "--header",
-        "Content-Type: application/json",
+        "Content-Type: " + content_type,
         "--header",
         "Content-Encoding: gzip",
         "--silent",
@@ -208,7 +239,7 @@ def snippet(data, limit=300):
     return " ".join(data.decode("utf-8", "replace").split())[:limit]
 
 
-def put_object(url, body, creds):
+def put_object(url, body, creds, content_type="application/json"):
     """PUT `body` to `url`, signed by curl; raise ShipError unless S3 answered 2xx."""
     config = curl_config(creds)
     read_end, write_end = os.pipe()
@@ -218,7 +249,7 @@ def put_object(url, body, creds):
         os.close(write_end)
         write_end = None
         result = subprocess.run(
-            curl_command(url, body, read_end),
+            curl_command(url, body, read_end, content_type),
             input=body,
             capture_output=True,
             pass_fds=(read_end,),
@@ -243,35 +274,41 @@ def put_object(url, body, creds):
 
 
 def main():
-    log_file = os.environ["SHIP_LOG_FILE"]
     bucket = os.environ["SHIP_BUCKET"]
-    rotated = sorted(glob.glob(log_file + ".[0-9]*"), key=os.path.getmtime)
     state = load_state()
     shipped = set(state["shipped"])
     creds = None  # asked for only when there is something to upload
-    uploaded = 0
-    for path in rotated:
-        content = read_plain(path)
-        digest = hashlib.sha256(content).hexdigest()
-        if digest in shipped or not content:
-            continue
-        key = object_key(path, digest)
+    uploaded = seen = 0
+    for log in logs():
         try:
-            creds = creds or credentials()
-            put_object(object_url(bucket, key), gzip.compress(content), creds)
+            rotated = log.rotated()
         except ShipError as error:
-            print(f"error: {path} not shipped: {error}", file=sys.stderr)
-            print(
-                f"{uploaded} file(s) shipped before the error; the rest is tried again next run",
-                file=sys.stderr,
-            )
+            print(f"error: {log.path} not shipped: {error}", file=sys.stderr)
             return 1
-        state["shipped"] = (state["shipped"] + [digest])[-KEEP_DIGESTS:]
-        save_state(state)
-        shipped.add(digest)
-        uploaded += 1
-        print(f"shipped {path} to s3://{bucket}/{key}")
-    print(f"{uploaded} file(s) shipped, {len(rotated)} rotated file(s) seen")
+        seen += len(rotated)
+        for path in rotated:
+            try:
+                content = read_plain(path)
+                digest = hashlib.sha256(content).hexdigest()
+                if digest in shipped or not content:
+                    continue
+                key = object_key(path, digest, log)
+                creds = creds or credentials()
+                put_object(object_url(bucket, key), gzip.compress(content), creds, log.content_type)
+            except (ShipError, OSError) as error:  # OSError: a rotated file we may not read
+                print(f"error: {path} not shipped: {error}", file=sys.stderr)
+                print(
+                    f"{uploaded} file(s) shipped before the error; "
+                    "the rest is tried again next run",
+                    file=sys.stderr,
+                )
+                return 1
+            state["shipped"] = (state["shipped"] + [digest])[-KEEP_DIGESTS:]
+            save_state(state)
+            shipped.add(digest)
+            uploaded += 1
+            print(f"shipped {path} to s3://{bucket}/{key}")
+    print(f"{uploaded} file(s) shipped, {seen} rotated file(s) seen")
     return 0
 
 
