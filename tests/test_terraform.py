@@ -736,6 +736,7 @@ FAKE_TERRAFORM = """#!/bin/sh
 echo "argv: $*" >> "$FAKE_LOG"
 echo "env: $TF_HTTP_ADDRESS $TF_HTTP_USERNAME $TF_HTTP_PASSWORD $TF_VAR_environment" >> "$FAKE_LOG"
 if [ "$1" = plan ]; then cat firewall.tfvars.json >> "$FAKE_LOG"; fi
+if [ "$1" = output ]; then echo "{\\"lb_subnet_cidrs\\": {\\"value\\": $FAKE_LB_SUBNETS}}"; fi
 """
 
 
@@ -773,6 +774,38 @@ def test_terraform_wrapper_passes_state_credentials_and_firewall_lists(tmp_path)
     lab = firewall_tfvars.read_lists(REPO / "group_data" / "env_lab.py")
     written, _ = json.JSONDecoder().raw_decode(text[text.index("{") :])
     assert written == lab
+
+
+@pytest.mark.parametrize(
+    ("subnets", "status"), [('["10.77.0.20/32"]', 0), ('["10.0.1.0/24", "10.0.2.0/24"]', 1)]
+)
+def test_terraform_apply_checks_the_lb_subnets_against_group_data(tmp_path, subnets, status):
+    """After the apply, the load balancer's subnets must be group_data's lb_subnet_cidrs (issue 13
+    item 2): a mismatch fails the apply's job, before any deploy, with the line to write."""
+    for part in ("tools", "terraform", "group_data"):
+        shutil.copytree(REPO / part, tmp_path / part, ignore=shutil.ignore_patterns(".terraform"))
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "terraform").write_text(FAKE_TERRAFORM)
+    (bindir / "terraform").chmod(0o755)
+    env = {
+        "PATH": f"{bindir}:{os.environ['PATH']}",
+        "FAKE_LOG": str(tmp_path / "log"),
+        "FAKE_LB_SUBNETS": subnets,
+        "ENVIRONMENT": "lab",
+        "CI_PROJECT_ID": "42",
+        "CI_JOB_TOKEN": "job-token-value",
+    }
+    proc = subprocess.run(
+        ["sh", str(tmp_path / "tools" / "terraform.sh"), "apply"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == status, proc.stderr
+    assert json.loads((tmp_path / "terraform" / "outputs.json").read_text())
+    if status:
+        assert f"write lb_subnet_cidrs = {json.dumps(json.loads(subnets))}" in proc.stderr
 
 
 def test_provisioning_doc_lists_every_variable_with_its_default_and_every_output(tf):

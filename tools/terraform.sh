@@ -3,7 +3,9 @@
 #
 #   tools/terraform.sh validate   fmt check + validate (no state, no AWS credentials needed)
 #   tools/terraform.sh plan       init + plan, saved to terraform/plan.cache (+ plan.txt to read)
-#   tools/terraform.sh apply      init + apply terraform/plan.cache (exactly what was planned)
+#   tools/terraform.sh apply      init + apply terraform/plan.cache (exactly what was planned),
+#                                 then outputs to terraform/outputs.json and lb_subnet_cidrs checked
+#                                 against group_data (tools/firewall_tfvars.py --check-lb-subnets)
 #   tools/terraform.sh CMD ...    init + any other terraform command (output, state list, ...)
 #
 # State: the "http" backend pointed at GitLab's Terraform state API, state name $TF_STATE_NAME
@@ -71,6 +73,16 @@ case "$action" in
     apply)
         backend
         terraform apply -input=false -lock-timeout=5m "$@" plan.cache
+        # The load balancer's subnets just built must be the deploy's lb_subnet_cidrs (the
+        # trusted proxies; the firewall must admit them): a mismatch fails the apply's job here,
+        # before any deploy, and prints the line to write in group_data.
+        terraform output -json >outputs.json
+        group_data="../group_data/env_$ENVIRONMENT.py"
+        if [ -f "$group_data" ]; then
+            python3 ../tools/firewall_tfvars.py --check-lb-subnets outputs.json "$group_data"
+        else
+            echo "note: no $group_data: lb_subnet_cidrs not checked against Terraform's" >&2
+        fi
         ;;
     *)
         backend
