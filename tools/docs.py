@@ -30,16 +30,34 @@ def settings_markdown() -> str:
     ).stdout
 
 
+_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
+_HEADING = re.compile(r"^(#+) ")
+
+
+def prose_lines(text: str) -> list[tuple[str, bool]]:
+    """Each line with whether it is prose (outside a fenced code block): a `# comment` in a
+    shell block is not a heading."""
+    out, fence = [], ""
+    for line in text.splitlines(keepends=True):
+        match = _FENCE.match(line)
+        if match and (not fence or match.group(1) == fence):
+            fence = "" if fence else match.group(1)
+            out.append((line, False))
+        else:
+            out.append((line, not fence))
+    return out
+
+
 def included(name: str, generated: dict[str, str]) -> str:
     """A docs file as a README section (its top heading at level 2); generated text first."""
     text = generated.get(name) or (REPO / name).read_text()
-    top = min((len(m.group(1)) for m in re.finditer(r"^(#+) ", text, re.MULTILINE)), default=2)
-    if top != 2:
-        text = re.sub(
-            r"^(#+) ",
-            lambda m: "#" * (len(m.group(1)) + 2 - top) + " ",
-            text,
-            flags=re.MULTILINE,
+    lines = prose_lines(text)
+    levels = [len(m.group(1)) for line, prose in lines if prose and (m := _HEADING.match(line))]
+    shift = 2 - min(levels, default=2)
+    if shift:
+        text = "".join(
+            _HEADING.sub(lambda m: "#" * (len(m.group(1)) + shift) + " ", line) if prose else line
+            for line, prose in lines
         )
     return text if text.endswith("\n") else text + "\n"
 
