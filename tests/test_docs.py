@@ -102,3 +102,25 @@ def test_athena_partitions_project_the_shippers_keys_exactly(tmp_path, monkeypat
     url = f"s3://BUCKET/{key}"
     assert folder.endswith("/") and url.startswith(folder), (folder, url)
     assert "/" not in url[len(folder) :]  # the object sits in the partition's folder itself
+
+
+# --- the README is the front door: it links every page of docs/, and the links lead somewhere ---
+
+
+def test_readme_links_every_docs_page():
+    readme = docs.README.read_text()
+    for page in docs.docs_pages():
+        assert f"](docs/{page.name})" in readme, page.name
+
+
+def test_docs_index_lists_each_page_with_its_sections(tmp_path, monkeypatch):
+    monkeypatch.setattr(docs, "REPO", tmp_path)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs/b.md").write_text("# Page `b`\n\n```sh\n# not a heading\n```\n## One, two\n")
+    (tmp_path / "docs/a.md").write_text("## Page a\n\n### Part\n#### Detail\n")
+    (tmp_path / "docs/NOTES.md").write_text("# Notes\n")
+    assert docs.docs_index() == (
+        "- **[Page a](docs/a.md)**: [Part](docs/a.md#part)\n"
+        "- **[Page b](docs/b.md)**: [One, two](docs/b.md#one-two)\n"
+        "- **[Notes](docs/NOTES.md)**\n"
+    )

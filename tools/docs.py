@@ -2,7 +2,11 @@
 
 - docs/settings.md from the settings declarations (`python -m tasks.settings --markdown`);
 - the README blocks between `<!-- BEGIN docs/NAME.md -->` and `<!-- END docs/NAME.md -->`
-  from those files, so the README and the detailed docs cannot disagree.
+  from those files, so the README and the detailed docs cannot disagree;
+- in the README and docs/*.md, the blocks between `<!-- BEGIN generated: NAME -->` and
+  `<!-- END generated: NAME -->`, NAME one of GENERATORS: the README's index of docs/ (each page
+  and its sections, linked), the inventory's settings table (`python -m inventories.aws
+  --settings-table`).
 
 `--check` changes nothing and exits 1 when anything is stale (tests/test_docs.py runs it).
 """
@@ -18,16 +22,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 BLOCK = re.compile(r"(<!-- BEGIN (docs/[\w.-]+) -->\n)(.*?)(<!-- END \2 -->)", re.DOTALL)
+GENERATED = re.compile(
+    r"(<!-- BEGIN generated: ([\w ]+) -->\n)(.*?)(<!-- END generated: \2 -->)", re.DOTALL
+)
+
+
+def command_output(*argv: str) -> str:
+    """What a command of the repository prints (tools/ talks to the product through commands)."""
+    return subprocess.run(
+        [sys.executable, *argv], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
 
 
 def settings_markdown() -> str:
-    return subprocess.run(
-        [sys.executable, "-m", "tasks.settings", "--markdown"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    return command_output("-m", "tasks.settings", "--markdown")
 
 
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)")
@@ -62,13 +70,76 @@ def included(name: str, generated: dict[str, str]) -> str:
     return text if text.endswith("\n") else text + "\n"
 
 
+def anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def page_outline(text: str) -> tuple[str, list[str]]:
+    """A page's title (its first heading) and the headings one level below it."""
+    headings = [
+        (len(m.group(1)), m.group(2).strip())
+        for line, prose in prose_lines(text)
+        if prose and (m := re.match(r"^(#+) (.*)$", line))
+    ]
+    if not headings:
+        return "", []
+    top, title = headings[0]
+    return title, [name for level, name in headings[1:] if level == top + 1]
+
+
+def docs_pages() -> list[Path]:
+    """docs/*.md in reading order: alphabetical, the team's notes (UPPERCASE names) last."""
+    return sorted((REPO / "docs").glob("*.md"), key=lambda p: (p.stem.isupper(), p.stem))
+
+
+def docs_index() -> str:
+    """One line per docs/ page: its title, linked, then its sections, linked."""
+    lines = []
+    for page in docs_pages():
+        title, sections = page_outline(page.read_text())
+        link = f"docs/{page.name}"
+        line = f"- **[{title.replace('`', '')}]({link})**"
+        if sections:
+            names = (f"[{name.replace('`', '')}]({link}#{anchor(name)})" for name in sections)
+            line += ": " + " · ".join(names)
+        lines.append(line + "\n")
+    return "".join(lines)
+
+
+GENERATORS = {
+    "docs index": docs_index,
+    "inventory settings": lambda: command_output("-m", "inventories.aws", "--settings-table"),
+}
+
+
+def with_generated_blocks(text: str, cache: dict[str, str]) -> str:
+    """`text` with each `generated:` block made anew (each generator runs once per `make docs`)."""
+
+    def block(m: re.Match[str]) -> str:
+        if m.group(2) not in cache:
+            cache[m.group(2)] = GENERATORS[m.group(2)]()
+        return m.group(1) + cache[m.group(2)] + m.group(4)
+
+    return GENERATED.sub(block, text)
+
+
 def wanted() -> dict[Path, str]:
     """Every generated file and the content it should have."""
     generated = {"docs/settings.md": settings_markdown()}
+    cache: dict[str, str] = {}
+    pages = {
+        page: with_generated_blocks(page.read_text(), cache)
+        for page in docs_pages()
+        if page.relative_to(REPO).as_posix() not in generated
+    }
+    # A page pasted into the README is taken as regenerated, so one `make docs` is enough.
+    sources = generated | {page.relative_to(REPO).as_posix(): text for page, text in pages.items()}
     readme = BLOCK.sub(
-        lambda m: m.group(1) + included(m.group(2), generated) + m.group(4), README.read_text()
+        lambda m: m.group(1) + included(m.group(2), sources) + m.group(4), README.read_text()
     )
-    return {REPO / name: text for name, text in generated.items()} | {README: readme}
+    readme = with_generated_blocks(readme, cache)
+    return {REPO / name: text for name, text in generated.items()} | pages | {README: readme}
 
 
 def main() -> int:
