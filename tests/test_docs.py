@@ -124,3 +124,25 @@ def test_docs_index_lists_each_page_with_its_sections(tmp_path, monkeypatch):
         "- **[Page b](docs/b.md)**: [One, two](docs/b.md#one-two)\n"
         "- **[Notes](docs/NOTES.md)**\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "cell"),
+    [
+        ("vpc_id", {}, "**required**"),
+        ("admin_cidrs", {}, "**required** (from group data)"),
+        ("allowed_http_cidrs", {"default": []}, "`[]` (from group data)"),
+        ("ssh_key_name", {"default": None}, "`null`"),
+        ("lb_internal", {"default": False}, "`false`"),
+        ("gitlab_project_path", {"default": ""}, '`""`'),
+        ("region", {"default": "eu-west-1"}, "`eu-west-1`"),
+        ("extra_tags", {"default": {"a": {"n": 2}}}, '`{"a": {"n": 2}}`'),
+    ],
+)
+def test_terraform_defaults_are_written_as_terraform_takes_them(name, body, cell):
+    assert docs._tf_default(name, body) == cell
+
+
+def test_terraform_object_types_are_shortened():
+    assert docs._tf_type("${map(object({n = number, o = object({a = string})}))}") == "map(object)"
+    assert docs._tf_type("${list(string)}") == "list(string)" and docs._tf_type("bool") == "bool"

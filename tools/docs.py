@@ -6,7 +6,8 @@
 - in the README and docs/*.md, the blocks between `<!-- BEGIN generated: NAME -->` and
   `<!-- END generated: NAME -->`, NAME one of GENERATORS: the README's index of docs/ (each page
   and its sections, linked), the inventory's settings table (`python -m inventories.aws
-  --settings-table`).
+  --settings-table`), the Terraform variables and outputs (their `description`, `type` and
+  `default` in terraform/*.tf, read with python-hcl2).
 
 `--check` changes nothing and exits 1 when anything is stale (tests/test_docs.py runs it).
 """
@@ -14,10 +15,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+from tools.firewall_tfvars import LISTS as GROUP_DATA_VARIABLES
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -107,9 +112,76 @@ def docs_index() -> str:
     return "".join(lines)
 
 
+def terraform_blocks(kind: str) -> dict[str, dict[str, Any]]:
+    """Every `variable` or `output` block of terraform/, variables.tf / outputs.tf first."""
+    import hcl2
+    from hcl2 import SerializationOptions
+
+    options = SerializationOptions(
+        with_comments=False,
+        explicit_blocks=False,
+        strip_string_quotes=True,
+        preserve_heredocs=False,
+    )
+    files = sorted((REPO / "terraform").glob("*.tf"), key=lambda p: (p.stem != f"{kind}s", p.name))
+    out: dict[str, dict[str, Any]] = {}
+    for path in files:
+        with path.open() as handle:
+            for block in hcl2.load(handle, serialization_options=options).get(kind, []):
+                out.update(block)
+    return out
+
+
+def _cell(text: str) -> str:
+    """A description as one table cell: a heredoc's lines joined, `|` escaped."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _tf_type(value: str) -> str:
+    """`${map(object({a = number}))}` -> `map(object)`: the attributes are in the description."""
+    text = re.sub(r"^\$\{(.*)\}$", r"\1", value)
+    while (shorter := re.sub(r"object\(\{[^{}]*\}\)", "object", text)) != text:
+        text = shorter
+    return text
+
+
+def _tf_default(name: str, body: dict[str, Any]) -> str:
+    if "default" not in body:
+        text = "**required**"
+    elif body["default"] is None:
+        text = "`null`"
+    elif isinstance(body["default"], bool):
+        text = f"`{str(body['default']).lower()}`"
+    elif isinstance(body["default"], str) and body["default"]:
+        text = f"`{body['default']}`"
+    else:  # numbers, "", lists and maps: as Terraform would take them
+        text = f"`{json.dumps(body['default'])}`"
+    # tools/terraform.sh fills these from group_data/env_$ENVIRONMENT.py (tools/firewall_tfvars.py).
+    return text + (" (from group data)" if name in GROUP_DATA_VARIABLES.values() else "")
+
+
+def terraform_variables() -> str:
+    rows = [
+        f"| `{name}` | {_tf_type(body['type'])} | {_tf_default(name, body)} | "
+        f"{_cell(body['description'])} |\n"
+        for name, body in terraform_blocks("variable").items()
+    ]
+    return "| Variable | Type | Default | What |\n|---|---|---|---|\n" + "".join(rows)
+
+
+def terraform_outputs() -> str:
+    rows = [
+        f"| `{name}` | {_cell(body['description'])} |\n"
+        for name, body in terraform_blocks("output").items()
+    ]
+    return "| Output | What |\n|---|---|\n" + "".join(rows)
+
+
 GENERATORS = {
     "docs index": docs_index,
     "inventory settings": lambda: command_output("-m", "inventories.aws", "--settings-table"),
+    "terraform variables": terraform_variables,
+    "terraform outputs": terraform_outputs,
 }
 
 
