@@ -107,6 +107,28 @@ def test_athena_partitions_project_the_shippers_keys_exactly(tmp_path, monkeypat
 # --- the README is the front door: it links every page of docs/, and the links lead somewhere ---
 
 
+def anchors(page: Path) -> set[str]:
+    return {
+        docs.anchor(m.group(1))
+        for line, prose in docs.prose_lines(page.read_text())
+        if prose and (m := re.match(r"^#+ (.*)$", line))
+    }
+
+
+def test_relative_links_lead_to_a_file_and_heading_that_exist():
+    broken = []
+    for page in [docs.README, *docs.docs_pages()]:
+        for line, prose in docs.prose_lines(page.read_text()):
+            for target in re.findall(r"\]\(([^)\s]+)\)", line) if prose else ():
+                if re.match(r"\w+:", target):  # https:, mailto:
+                    continue
+                path, _, fragment = target.partition("#")
+                linked = (page.parent / path).resolve() if path else page
+                if not linked.exists() or (fragment and fragment not in anchors(linked)):
+                    broken.append(f"{page.relative_to(docs.REPO)}: {target}")
+    assert broken == []
+
+
 def test_readme_links_every_docs_page():
     readme = docs.README.read_text()
     for page in docs.docs_pages():
