@@ -1,11 +1,13 @@
 """`python -m report`: the reliability report of the proxies' JSON access logs.
 
+    python -m report [--limit proxy-1] [--log-path PATH]
     python -m report --file proxy_access.log [--file proxy_access.log.2.gz ...]
-    python -m report --from-hosts [--limit proxy-1] [--log-path PATH]
     python -m report --s3 s3://bucket/prefix [--s3 ...]
     ... [--json] [--png success.png] [--top 10] [--bucket 5m] [--target 0.999]
 
-Sources add up (don't give the same log twice). Text by default, or one JSON object (--json);
+With no --file or --s3, the proxies of the EC2 inventory are read over SSH (as `make report`
+does; --from-hosts says so explicitly, and adds them to --file or --s3). Sources add up (don't
+give the same log twice). Text by default, or one JSON object (--json);
 --png draws the success rate over time. docs/report.md says what every figure means.
 
 Defaults come from tasks/settings.py: --log-path is `access_log`, --target is
@@ -53,6 +55,12 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_SOURCE = 4
 
+# Added to an inventory error when nobody asked for the inventory: say how to read other logs.
+NO_INVENTORY_HINT = (
+    " (without --file or --s3 the report reads the proxies of the EC2 inventory: give "
+    "--file PATH or --s3 s3://BUCKET/PREFIX to read logs from elsewhere)"
+)
+
 _BUCKET = re.compile(r"^(\d+)\s*([smhd]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -92,7 +100,8 @@ class Plan:
 
     files: tuple[str, ...]
     s3: tuple[S3Location, ...]
-    ssh_auth: SshAuth | None  # set when --from-hosts
+    ssh_auth: SshAuth | None  # set when the proxies are read
+    hosts_by_default: bool  # the proxies are read because no --file or --s3 was given
     log_path: str
     limit: tuple[str, ...]
     top: int
@@ -103,10 +112,13 @@ class Plan:
 
 
 def plan_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
-    if not (args.file or args.s3 or args.from_hosts):
-        raise UsageError("no source: give --file PATH, --s3 s3://BUCKET/PREFIX or --from-hosts")
-    if (args.limit or args.log_path) and not args.from_hosts:
-        raise UsageError("--limit and --log-path go with --from-hosts")
+    # The common case is the default: the fleet's logs, where they are (as `make report`).
+    by_default = not (args.file or args.s3 or args.from_hosts)
+    from_hosts = args.from_hosts or by_default
+    if (args.limit or args.log_path) and not from_hosts:
+        raise UsageError(
+            "--limit and --log-path go with --from-hosts (the default without --file or --s3)"
+        )
     if args.top < 1:
         raise UsageError(f"--top {args.top}: expected 1 or more")
     if args.file and args.file.count("-") > 1:
@@ -116,8 +128,9 @@ def plan_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
     return Plan(
         files=tuple(args.file or ()),
         s3=tuple(parse_s3_url(url) for url in args.s3 or ()),
-        ssh_auth=ssh_auth_from_env(environ) if args.from_hosts else None,
-        log_path=args.log_path or (deploy_default("access_log") if args.from_hosts else ""),
+        ssh_auth=ssh_auth_from_env(environ) if from_hosts else None,
+        hosts_by_default=by_default,
+        log_path=args.log_path or (deploy_default("access_log") if from_hosts else ""),
         limit=tuple(args.limit or ()),
         top=args.top,
         bucket=parse_bucket(args.bucket) if args.bucket else None,
@@ -166,7 +179,7 @@ def collect(
             targets, warnings = load_proxy_targets(environ, plan.limit)
         except SourceError as e:
             agg.start_source("inventory")
-            agg.source_failed(str(e))
+            agg.source_failed(str(e) + (NO_INVENTORY_HINT if plan.hosts_by_default else ""))
             return
         for warning in warnings:
             warn(f"report: inventory warning: {warning}")
@@ -182,7 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 2 bad usage, 4 a source could not be read (the report covers "
         "the others). Meaning of every figure: docs/report.md.",
     )
-    src = parser.add_argument_group("sources (at least one; they add up)")
+    src = parser.add_argument_group(
+        "sources (they add up; without --file or --s3: the proxies of the EC2 inventory)"
+    )
     src.add_argument(
         "--file", action="append", metavar="PATH", help="a log file, plain or gzip; - for stdin"
     )
@@ -190,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--from-hosts",
         action="store_true",
         help="the proxies of the EC2 inventory (EC2_INVENTORY_*) over SSH (DEPLOY_SSH_KEY, "
-        "DEPLOY_SSH_KNOWN_HOSTS)",
+        "DEPLOY_SSH_KNOWN_HOSTS); the default without --file or --s3",
     )
     src.add_argument(
         "--s3", action="append", metavar="S3_URL", help="every object under s3://BUCKET/PREFIX"

@@ -497,8 +497,8 @@ PACKAGES_NOT_ON_A_PROXY: tuple[str, ...] = (
     "snmpd",
 )
 
-# Units stopped, disabled and masked when present: sockets that would start a listener on demand
-# even after the package above is gone, or that images enable without need.
+# Units stopped and disabled when present (not masked): sockets that would start a listener on
+# demand even after the package above is gone, or that images enable without need.
 SERVICES_NOT_ON_A_PROXY: tuple[str, ...] = (
     "avahi-daemon.socket",
     "avahi-daemon.service",

@@ -281,7 +281,7 @@ variable "extra_tags" {
 }
 
 variable "proxy_log_prefix" {
-  description = "Key prefix of the proxies' shipped access logs in the access-log bucket (the deploy's log_prefix setting)."
+  description = "Key prefix of the proxies' shipped access logs in the access-log bucket (the deploy's log_prefix setting). Each proxy may PutObject only under PREFIX/ITS-INSTANCE-ID/ (iam.tf: one statement per proxy, at most 22 proxies, checked at plan)."
   type        = string
   default     = "proxy-access-logs"
 }

@@ -474,8 +474,8 @@ def test_png_is_drawn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        ([], "no source"),
         (["--file", "x", "--limit", "proxy-1"], "--limit and --log-path go with --from-hosts"),
+        (["--s3", "s3://b/p", "--log-path", "/x"], "--limit and --log-path go with --from-hosts"),
         (["--file", "x", "--bucket", "90s"], "--bucket '90s'"),
         (["--file", "x", "--target", "99.9"], "--target '99.9'"),
         (["--file", "x", "--top", "0"], "--top 0"),
@@ -722,6 +722,49 @@ def test_log_path_defaults_to_the_deploy_setting() -> None:
     plan = plan_from(build_parser().parse_args(["--from-hosts", *TARGET]), {})
     assert plan.log_path == default
     assert plan.ssh_auth is not None and plan.ssh_auth.key is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "hosts", "by_default"),
+    [
+        ([], True, True),
+        (["--limit", "proxy-1", "--log-path", "/var/log/x.log"], True, True),
+        (["--from-hosts"], True, False),
+        (["--file", "x"], False, False),
+        (["--s3", "s3://logs/proxy-access-logs/"], False, False),
+        (["--file", "x", "--from-hosts"], True, False),
+    ],
+)
+def test_proxies_are_the_source_without_file_or_s3(
+    argv: list[str], hosts: bool, by_default: bool
+) -> None:
+    plan = plan_from(build_parser().parse_args([*argv, *TARGET]), {})
+    assert (plan.ssh_auth is not None) is hosts
+    assert plan.hosts_by_default is by_default
+    assert bool(plan.log_path) is hosts
+
+
+def test_no_source_reads_the_inventory_and_says_how_to_read_elsewhere(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run(capsys, *TARGET, environ={"EC2_INVENTORY_NOPE": "x"})
+    assert code == 4
+    assert "not read: inventory: EC2_INVENTORY_NOPE is not an inventory setting" in err
+    assert "give --file PATH or --s3 s3://BUCKET/PREFIX to read logs from elsewhere" in err
+    assert out == ""
+    _, _, asked = run(capsys, "--from-hosts", *TARGET, environ={"EC2_INVENTORY_NOPE": "x"})
+    assert "elsewhere" not in asked  # asked for the proxies: no hint about other sources
+
+
+def test_no_source_with_an_empty_inventory_names_the_group(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_inventory(monkeypatch, HOSTS[:1])
+    code, out, err = run(capsys, *TARGET, environ={"EC2_INVENTORY_REGIONS": "eu-west-1"})
+    assert code == 4
+    assert "no host in group 'proxies'" in err and "--file PATH or --s3" in err
+    assert "nothing could be read; no report" in err
+    assert out == ""
 
 
 def test_inventory_error_is_a_source_error(capsys: pytest.CaptureFixture[str]) -> None:
