@@ -56,9 +56,7 @@ def athena_ddl() -> str:
 
 def shipped_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefix: str, when: int) -> str:
     """The key programs/ship-logs.py gives a rotated file last written at `when`."""
-    spec = importlib.util.spec_from_file_location(
-        "ship_logs", docs.REPO / "programs/ship-logs.py"
-    )
+    spec = importlib.util.spec_from_file_location("ship_logs", docs.REPO / "programs/ship-logs.py")
     assert spec and spec.loader
     ship = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ship)
