@@ -1,5 +1,7 @@
-# S3 bucket for the load balancer's access logs: private, encrypted, versioned, expired by a
-# lifecycle rule, writable only by the Elastic Load Balancing log delivery.
+# S3 bucket for the logs: private, encrypted, versioned, expired by a lifecycle rule. Written by
+# the Elastic Load Balancing log delivery (the load balancer's access logs, under alb/) and by the
+# proxies' instance role, each proxy under its own instance id of proxy_log_prefix and
+# proxy_audit_log_prefix only (iam.tf). Nothing else may write it.
 
 data "aws_caller_identity" "current" {}
 
