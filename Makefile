@@ -134,7 +134,7 @@ drift: venv  ## Dry run on every proxy; writes drift-report.txt, fails (exit 3) 
 drift-repair: venv  ## Re-deploy only the drifted proxies (health-gated), then check again
 	$(ROLLOUT) repair --report drift-report.txt $(BATCHING)
 
-# --- Traffic shift (tools/shift.py; the GitLab job `shift` calls it) ------------------------------
+# --- Traffic shift (tools/shift/; the GitLab job `shift` calls it) ------------------------------
 # TO= the new proxy group (its ProxyGroup tag), STEPS= its shares in percent (default 5,25,50,100),
 # INTERVAL= seconds judged per step (default 120), ROLLBACK=true: its weight back to 0 at once.
 # The rule: SHIFT_RULE_ARN or SHIFT_LOAD_BALANCER (the lab's `env` sets it). Writes shift-report.*
