@@ -64,10 +64,10 @@ docs: venv  ## Regenerate docs/settings.md and the README sections built from do
 	$(PY) -m tools.docs
 
 bench: lab-up  ## Benchmarks on the lab: print tables, write bench/results/*.json
-	$(PY) bench/reliability.py
-	$(PY) bench/overhead.py
-	$(PY) bench/deploy_cost.py --proxies $(BENCH_PROXIES)
-	$(PY) bench/inventory_build.py
+	$(PY) -m bench.reliability
+	$(PY) -m bench.overhead
+	$(PY) -m bench.deploy_cost --proxies $(BENCH_PROXIES)
+	$(PY) -m bench.inventory_build
 
 report: venv  ## Reliability report from the proxies' logs (over SSH via the inventory), report.png
 	$(PY) -m report --from-hosts --png report.png
