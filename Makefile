@@ -64,10 +64,10 @@ docs: venv  ## Regenerate docs/settings.md and the README sections built from do
 	$(PY) -m tools.docs
 
 bench: lab-up  ## Benchmarks on the lab: print tables, write bench/results/*.json
-	$(PY) bench/reliability.py
-	$(PY) bench/overhead.py
-	$(PY) bench/deploy_cost.py --proxies $(BENCH_PROXIES)
-	$(PY) bench/inventory_build.py
+	$(PY) -m bench.reliability
+	$(PY) -m bench.overhead
+	$(PY) -m bench.deploy_cost --proxies $(BENCH_PROXIES)
+	$(PY) -m bench.inventory_build
 
 report: venv  ## Reliability report from the proxies' logs (over SSH via the inventory), report.png
 	$(PY) -m report --from-hosts --png report.png
@@ -134,7 +134,7 @@ drift: venv  ## Dry run on every proxy; writes drift-report.txt, fails (exit 3) 
 drift-repair: venv  ## Re-deploy only the drifted proxies (health-gated), then check again
 	$(ROLLOUT) repair --report drift-report.txt $(BATCHING)
 
-# --- Traffic shift (tools/shift.py; the GitLab job `shift` calls it) ------------------------------
+# --- Traffic shift (tools/shift/; the GitLab job `shift` calls it) ------------------------------
 # TO= the new proxy group (its ProxyGroup tag), STEPS= its shares in percent (default 5,25,50,100),
 # INTERVAL= seconds judged per step (default 120), ROLLBACK=true: its weight back to 0 at once.
 # The rule: SHIFT_RULE_ARN or SHIFT_LOAD_BALANCER (the lab's `env` sets it). Writes shift-report.*

@@ -1,7 +1,7 @@
 """The README's chart: success rate over time, backend alone vs through the proxy, while the
 backend's failure rate steps up (p = 0.1, 0.2, 0.3, 0.4, 0.5: one step per bucket).
 
-    .venv/bin/python bench/chart.py [--step-seconds 60] [--requests 1500] [--out docs/report.png]
+    .venv/bin/python -m bench.chart [--step-seconds 60] [--requests 1500] [--out docs/report.png]
 
 Sends bounded traffic from loadgen through proxy-1 (--requests per step), then draws the chart
 with `python -m report --from-hosts --limit proxy-1 --png`, from the proxy's own access log.
@@ -15,12 +15,9 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from lab import core  # noqa: E402
+from bench.common import REPO
+from lab import core
 
 STEPS = (0.1, 0.2, 0.3, 0.4, 0.5)
 

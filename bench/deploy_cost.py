@@ -1,7 +1,7 @@
 """What the deploy costs: the first converge of fresh hosts and a no-op re-run, for 1, 10 and 50
 proxies (or --proxies), as wall time, remote commands and the controller's CPU time.
 
-    .venv/bin/python bench/deploy_cost.py [--proxies 1,10,50] [--down-after]
+    .venv/bin/python -m bench.deploy_cost [--proxies 1,10,50] [--down-after]
 
 Each size gets a fresh lab (`python -m lab down`, then `up --proxies N`: new hosts over the cached
 Debian bases, packages through the lab's package cache), so the first run installs everything.
@@ -16,20 +16,27 @@ Prints a table (ratios against the first size) and writes bench/results/deploy_c
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from lab import config, core  # noqa: E402
+from bench.common import REPO, RESULTS, Column, result_path, table, write_json
+from lab import config, core
 
 PYINFRA = str(REPO / ".venv/bin/pyinfra")
+COLUMNS = (
+    Column("proxies", 7),
+    Column("lab up s", 8, ".1f"),
+    Column("first s", 8, ".1f"),
+    Column("cmds/host", 9, ".1f"),
+    Column("no-op s", 8, ".2f"),
+    Column("x first", 7, ".2f"),
+    Column("cmds/host", 9, ".1f"),
+    Column("CPU s/host", 10, ".3f"),
+    Column("changed", 7),
+)
 
 
 def deploy(verbose: bool) -> dict:
@@ -50,7 +57,7 @@ def deploy(verbose: bool) -> dict:
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.monotonic() - started
     if os.waitstatus_to_exitcode(status) != 0:
-        log = REPO / "bench/results/deploy_cost-failed.log"
+        log = RESULTS / "deploy_cost-failed.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(output)
         raise SystemExit(f"deploy failed (whole output in {log}):\n{output[-3000:]}")
@@ -85,21 +92,25 @@ def measure(count: int) -> dict:
     return {"proxies": count, "lab_up_seconds": boot, "first": first, "noop": noop}
 
 
+def _cells(r: dict, base: dict) -> list:
+    """One size's row: per-host figures, and the no-op time against the first size's."""
+    n, first, noop = r["proxies"], r["first"], r["noop"]
+    return [
+        n,
+        r["lab_up_seconds"],
+        first["seconds"],
+        first["remote_commands"] / n,
+        noop["seconds"],
+        noop["seconds"] / base["noop"]["seconds"],
+        noop["remote_commands"] / n,
+        noop["cpu_seconds"] / n,
+        "yes" if noop["changed"] else "no",
+    ]
+
+
 def print_table(rows: list[dict]) -> None:
     base = rows[0]
-    print(
-        f"{'proxies':>7} {'lab up s':>8} {'first s':>8} {'cmds/host':>9} "
-        f"{'no-op s':>8} {'x first':>7} {'cmds/host':>9} {'CPU s/host':>10} {'changed':>7}"
-    )
-    for r in rows:
-        n, first, noop = r["proxies"], r["first"], r["noop"]
-        print(
-            f"{n:>7} {r['lab_up_seconds']:>8.1f} {first['seconds']:>8.1f} "
-            f"{first['remote_commands'] / n:>9.1f} {noop['seconds']:>8.2f} "
-            f"{noop['seconds'] / base['noop']['seconds']:>7.2f} "
-            f"{noop['remote_commands'] / n:>9.1f} {noop['cpu_seconds'] / n:>10.3f} "
-            f"{'yes' if noop['changed'] else 'no':>7}"
-        )
+    print("\n".join(table(COLUMNS, (_cells(r, base) for r in rows))))
     print(f"(x first: no-op time against {base['proxies']} proxies; {machine()})")
 
 
@@ -111,14 +122,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--proxies", default="1,10,50")
     parser.add_argument("--down-after", action="store_true", help="remove the lab at the end")
-    parser.add_argument("--out", default=str(REPO / "bench/results/deploy_cost.json"))
+    parser.add_argument("--out", default=str(result_path("deploy_cost")))
     args = parser.parse_args()
     rows = [measure(int(x)) for x in args.proxies.split(",")]
     if args.down_after:
         core.down()
     print_table(rows)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2))
+    write_json(args.out, {"machine": machine(), "rows": rows})
     return 0
 
 

@@ -1,7 +1,7 @@
 """Benchmark: build the EC2 inventory of N instances, as a fresh process, against a fake EC2.
 
-    .venv/bin/python bench/inventory_build.py                 # 1,000 proxies, 5 repetitions
-    .venv/bin/python bench/inventory_build.py --instances 20 --repeat 1 --output /tmp/x.json
+    .venv/bin/python -m bench.inventory_build                 # 1,000 proxies, 5 repetitions
+    .venv/bin/python -m bench.inventory_build --instances 20 --repeat 1 --output /tmp/x.json
 
 What is timed is the whole inventory process, `python -m inventories.aws --json` (what
 `tools/rollout.py` runs; pyinfra execs the same file), started as a child process so that
@@ -46,9 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from bench.common import REPO, Column, result_path, table, write_json
 
 REGION = "eu-west-1"
 TARGET_SECONDS = 3.0  # issue 11: wall time for 1,000 instances, end to end
@@ -58,7 +56,7 @@ PROXIES_PER_BACKEND = 100
 SERVER_START_TIMEOUT = 30.0
 CHILD_TIMEOUT = 900.0  # moto takes 5 s or more for 1,000 instances; room for a busy machine
 INVENTORY_COMMAND = ("-m", "inventories.aws", "--json")
-DEFAULT_OUTPUT = REPO_ROOT / "bench" / "results" / "inventory_build.json"
+DEFAULT_OUTPUT = result_path("inventory_build")
 # The breakdown's steps, in the order the process takes them (see `measure_phases`).
 PHASES = (
     "interpreter start",
@@ -72,6 +70,17 @@ PHASES = (
     "hosts",
     "json output",
     "exit and the rest",
+)
+COLUMNS = (
+    Column("fake EC2", 9, align="<"),
+    Column("instances", 9),
+    Column("hosts", 5),
+    Column("runs", 4),
+    Column("wall s", 7, ".2f"),
+    Column("min", 6, ".2f"),
+    Column("CPU s", 6, ".2f"),
+    Column("min", 6, ".2f"),
+    Column("server s", 8, ".2f"),
 )
 
 
@@ -138,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         pages=page_sizes(recording),
     )
     print(format_table(results))
-    options.output.parent.mkdir(parents=True, exist_ok=True)
-    options.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_json(options.output, results)
     print(f"wrote {options.output}")
     return 0
 
@@ -156,7 +164,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--save-recording",
         type=Path,
-        help="also write the recorded answers here (serve them with bench/recorded_ec2.py)",
+        help="also write the recorded answers here (serve them: python -m bench.recorded_ec2)",
     )
     parser.add_argument("--phases", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
@@ -284,7 +292,7 @@ def run_child(command: list[str], environ: dict[str, str]) -> Run:
     """Run a command to its end: wall seconds, its own CPU seconds (user + system), stdout."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=environ, stdout=out, stderr=err)
+        process = subprocess.Popen(command, cwd=REPO, env=environ, stdout=out, stderr=err)
         try:
             _, status, usage = wait4_with_timeout(process.pid, CHILD_TIMEOUT)
         except TimeoutError:
@@ -319,8 +327,8 @@ def run_inventory(environ: dict[str, str]) -> Run:
 
 
 def run_phases(environ: dict[str, str]) -> dict[str, float]:
-    """The CPU of each step, measured by a child running this file with --phases."""
-    run = run_child([sys.executable, str(Path(__file__).resolve()), "--phases"], environ)
+    """The CPU of each step, measured by a child running this module with --phases."""
+    run = run_child([sys.executable, "-m", "bench.inventory_build", "--phases"], environ)
     return {**json.loads(run.stdout), "process total": run.cpu}
 
 
@@ -484,22 +492,21 @@ def summarise(
 
 def format_table(results: dict[str, Any]) -> str:
     """A small fixed-width table of the figures, then the CPU breakdown."""
-    header = f"{'fake EC2':<9} {'instances':>9} {'hosts':>5} {'runs':>4} {'wall s':>7} "
-    header += f"{'min':>6} {'CPU s':>6} {'min':>6} {'server s':>8}"
-    rows = [header]
+    cells = []
     for label, key, server in (
         ("recorded", "recorded", None),
         ("moto", "moto", results["moto"]["moto_seconds"]["median"]),
         ("cache", "cache_hit", None),
     ):
-        section = results[key]
-        runs = len(section["wall_seconds"]["all"])
-        rows.append(
-            f"{label:<9} {results['instances']:>9} {results['hosts']:>5} {runs:>4} "
-            f"{section['wall_seconds']['median']:>7.2f} {section['wall_seconds']['min']:>6.2f} "
-            f"{section['cpu_seconds']['median']:>6.2f} {section['cpu_seconds']['min']:>6.2f} "
-            + (f"{server:>8.2f}" if server is not None else f"{'-':>8}")
+        wall, cpu = results[key]["wall_seconds"], results[key]["cpu_seconds"]
+        cells.append(
+            [
+                *(label, results["instances"], results["hosts"], len(wall["all"])),
+                *(wall["median"], wall["min"], cpu["median"], cpu["min"]),
+                "-" if server is None else server,
+            ]
         )
+    rows = table(COLUMNS, cells)
     pages = ", ".join(
         f"{page['instances']} (MaxResults {page['max_results']})"
         for page in results["recorded"]["pages"]

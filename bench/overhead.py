@@ -2,7 +2,7 @@
 through proxy-1, in the same run, with every process pinned to a CPU; and the proxy's own added
 time per request from proxy-1's access log (request_time - upstream_response_time).
 
-    .venv/bin/python bench/overhead.py [--seconds 10] [--max-requests 1000000] [--connections 16]
+    .venv/bin/python -m bench.overhead [--seconds 10] [--max-requests 1000000] [--connections 16]
                                        [--layout proxy-own-cpu|loadgen-own-cpu|separate]
 
 What runs (and is put back afterwards, in `finally`):
@@ -41,11 +41,9 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from bench.static_backend import BODY, StaticBackend  # noqa: E402
-from lab import config, core, state  # noqa: E402
+from bench.common import Column, result_path, table, write_json
+from bench.static_backend import BODY, StaticBackend
+from lab import config, core, state
 
 APP = next(n for n in config.nodes(0) if n.role == "app")
 LOADGEN = next(n for n in config.nodes(0) if n.role == "loadgen")
@@ -90,6 +88,14 @@ response = function(status, headers, body)
 end
 """
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+COLUMNS = (
+    Column("target", 8, align="<"),
+    Column("requests", 9),
+    Column("p50 ms", 8, ".2f"),
+    Column("p99 ms", 8, ".2f"),
+    Column("req/s", 8, ".0f"),
+    Column("non-2xx", 7),
+)
 
 
 # --- parsers (unit-tested in tests/test_bench.py) ---------------------------------------------
@@ -492,20 +498,20 @@ def summarize(run: dict, args: argparse.Namespace, layout_name: str) -> dict:
 def print_table(summary: dict) -> None:
     results, ratios = summary["results"], summary["ratios"]
     log, goals, cond = summary["access_log"], summary["goals"], summary["conditions"]
-    print(f"{'target':<8} {'requests':>9} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'non-2xx':>7}")
-    for name, r in results.items():
-        print(
-            f"{name:<8} {r['requests']:>9} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['rps']:>8.0f}"
-            f" {r['non_2xx'] + r['socket_errors']:>7}"
-        )
-    print(
-        f"{'ratio':<8} {'':>9} {ratios['p50']:>8.2f} {ratios['p99']:>8.2f} {ratios['rps']:>8.2f}"
-        "   (through proxy-1 / direct)"
-    )
-    print(
-        f"{'added':<8} {'':>9} {summary['wrk_added_ms']['p50']:>8.2f}"
-        f" {summary['wrk_added_ms']['p99']:>8.2f}   (through proxy-1 - direct, as wrk sees it)"
-    )
+    added = summary["wrk_added_ms"]
+    rows = [
+        [name, r["requests"], r["p50"], r["p99"], r["rps"], r["non_2xx"] + r["socket_errors"]]
+        for name, r in results.items()
+    ]
+    # Two summary rows under the targets: the ratio's req/s has decimals, and no error column.
+    rows += [
+        ["ratio", "", ratios["p50"], ratios["p99"], f"{ratios['rps']:.2f}"],
+        ["added", "", added["p50"], added["p99"]],
+    ]
+    lines = table(COLUMNS, rows)
+    lines[-2] += "   (through proxy-1 / direct)"
+    lines[-1] += "   (through proxy-1 - direct, as wrk sees it)"
+    print("\n".join(lines))
     print()
     if log.get("requests"):
         print(
@@ -553,7 +559,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--max-requests", type=int, default=1000000)
     parser.add_argument("--layout", choices=sorted(LAYOUTS), default=None)
-    parser.add_argument("--out", default=str(REPO / "bench/results/overhead.json"))
+    parser.add_argument("--out", default=str(result_path("overhead")))
     args = parser.parse_args()
     nproc = os.cpu_count() or 1
     layout_name = args.layout or ("separate" if nproc >= 3 else "proxy-own-cpu")
@@ -562,8 +568,7 @@ def main() -> int:
         raise SystemExit(f"layout {layout_name} needs more CPUs than this machine's {nproc}")
     summary = summarize(run_bench(args, layout), args, layout_name)
     print_table(summary)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(summary, indent=2))
+    write_json(args.out, summary)
     return 0
 
 

@@ -22,7 +22,7 @@ client signs with whatever it has; no one verifies here).
 Servers run in a daemon thread of the calling process on 127.0.0.1 and a free port, HTTP/1.1 with
 keep-alive like AWS's endpoints. A recording can be saved as JSON and served from the command line:
 
-    .venv/bin/python bench/recorded_ec2.py RECORDING.json [--port 5077]
+    .venv/bin/python -m bench.recorded_ec2 RECORDING.json [--port 5077]
 """
 
 from __future__ import annotations

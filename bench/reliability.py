@@ -5,7 +5,7 @@ p the backend fails that share of attempts, and loadgen sends GET requests throu
 Prints success rate and attempts per request next to the theory, 1 - p^k and (1 - p^k)/(1 - p),
 and writes bench/results/reliability.json. proxy-1 is deployed back to its settings at the end.
 
-    .venv/bin/python bench/reliability.py [--requests 2000] [--p 0.1,0.2,0.5] [--k 1,2,3,5]
+    .venv/bin/python -m bench.reliability [--requests 2000] [--p 0.1,0.2,0.5] [--k 1,2,3,5]
 
 Needs the lab (`python -m lab up`). Bounded: requests x len(p) x len(k) requests in all.
 """
@@ -13,19 +13,33 @@ Needs the lab (`python -m lab up`). Bounded: requests x len(p) x len(k) requests
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from lab import core  # noqa: E402
+from bench.common import REPO, Column, result_path, table, write_json
+from lab import core
 
 PROXY = "proxy-1"
 URL = "http://10.77.0.101/pets/1"
+COLUMNS = (
+    Column("p", 5, ".2f"),
+    Column("k", 3),
+    Column("requests", 8),
+    Column("success", 9, ".3%"),
+    Column("1-p^k", 9, ".3%"),
+    Column("attempts/req", 12, ".3f"),
+    Column("(1-p^k)/(1-p)", 14, ".3f"),
+)
+ROW_KEYS = (  # a row's figures, column by column
+    "p",
+    "k",
+    "requests",
+    "success",
+    "theory_success",
+    "attempts_per_request",
+    "theory_attempts",
+)
 
 
 def deploy(*data: str) -> None:
@@ -54,12 +68,17 @@ def measure(p: float, requests: int) -> dict:
     }
 
 
+def print_table(rows: list[dict]) -> None:
+    """Measured success and attempts per request next to the theory, one row per (p, k)."""
+    print("\n".join(table(COLUMNS, ([r[key] for key in ROW_KEYS] for r in rows))))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--p", default="0.1,0.2,0.3,0.5")
     parser.add_argument("--k", default="1,2,3,5")
-    parser.add_argument("--out", default=str(REPO / "bench/results/reliability.json"))
+    parser.add_argument("--out", default=str(result_path("reliability")))
     args = parser.parse_args()
     rates = [float(x) for x in args.p.split(",")]
     tries = [int(x) for x in args.k.split(",")]
@@ -82,18 +101,8 @@ def main() -> int:
     finally:
         deploy()
         core.backend_control("/reset", {"fail_rate": 0.2})
-    print(
-        f"{'p':>5} {'k':>3} {'requests':>8} {'success':>9} {'1-p^k':>9} "
-        f"{'attempts/req':>12} {'(1-p^k)/(1-p)':>14}"
-    )
-    for r in rows:
-        print(
-            f"{r['p']:>5.2f} {r['k']:>3} {r['requests']:>8} {r['success']:>9.3%} "
-            f"{r['theory_success']:>9.3%} {r['attempts_per_request']:>12.3f} "
-            f"{r['theory_attempts']:>14.3f}"
-        )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"proxy": PROXY, "rows": rows}, indent=2))
+    print_table(rows)
+    write_json(args.out, {"proxy": PROXY, "rows": rows})
     return 0
 
 

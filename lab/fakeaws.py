@@ -1,7 +1,7 @@
 """The fake AWS: moto's HTTP server on the lab bridge's address (the machine's side of the lab
 network, so the hosts can reach its S3 for log shipping), seeded with the lab's hosts as EC2
 instances, the log bucket, and the ELBv2 load balancer whose weighted rule the lab's load balancer
-applies (lab/lb.py) and a traffic shift moves (tools/shift.py)."""
+applies (lab/lb.py) and a traffic shift moves (tools/shift/)."""
 
 from __future__ import annotations
 

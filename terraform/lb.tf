@@ -107,7 +107,7 @@ resource "terraform_data" "weighted_rule_groups" {
 
 # Splits traffic between the proxy groups by their weights. var.proxy_groups' weights are the
 # rule's weights when it is created; after that the weights belong to the traffic shift
-# (tools/shift.py, docs/shift.md), which moves them step by step through the ELBv2 API and rolls
+# (tools/shift/, docs/shift.md), which moves them step by step through the ELBv2 API and rolls
 # back by itself: an apply must not undo a shift, hence ignore_changes below. To try a new group,
 # add it with weight 0, apply, deploy and verify it, then run `make shift TO=<group>`.
 resource "aws_lb_listener_rule" "weighted" {

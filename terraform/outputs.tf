@@ -53,12 +53,12 @@ output "target_group_arns" {
 }
 
 output "weighted_rule_arn" {
-  description = "The weighted listener rule a traffic shift moves (tools/shift.py --rule-arn, SHIFT_RULE_ARN)."
+  description = "The weighted listener rule a traffic shift moves (python -m tools.shift --rule-arn, SHIFT_RULE_ARN)."
   value       = aws_lb_listener_rule.weighted.arn
 }
 
 output "traffic_weights" {
-  description = "Share of the traffic each proxy group receives, in percent, when the weighted rule is created; afterwards the rule's weights are the shift's (tools/shift.py reads them from the load balancer)."
+  description = "Share of the traffic each proxy group receives, in percent, when the weighted rule is created; afterwards the rule's weights are the shift's (python -m tools.shift reads them from the load balancer)."
   value = {
     for group, spec in var.proxy_groups :
     group => floor(100 * spec.weight / sum([for g in values(var.proxy_groups) : g.weight]))

@@ -19,7 +19,8 @@ def test_reliability_bench_prints_measured_and_theoretical_rates(deployed, tmp_p
     result = subprocess.run(
         [
             sys.executable,
-            "bench/reliability.py",
+            "-m",
+            "bench.reliability",
             "--requests",
             "200",
             "--p",
@@ -51,7 +52,8 @@ def test_overhead_bench_compares_direct_and_proxied_in_one_run(deployed, tmp_pat
     result = subprocess.run(
         [
             sys.executable,
-            "bench/overhead.py",
+            "-m",
+            "bench.overhead",
             "--seconds",
             "2",
             "--max-requests",

@@ -15,7 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def test_inventory_benchmark_prints_table_and_writes_json_when_small(tmp_path: Path) -> None:
     output = tmp_path / "inventory_build.json"
     recording = tmp_path / "recording.json"
-    command = [sys.executable, "bench/inventory_build.py", "--instances", "12", "--repeat", "2"]
+    command = [sys.executable, "-m", "bench.inventory_build", "--instances", "12", "--repeat", "2"]
     result = subprocess.run(
         [*command, "--output", str(output), "--save-recording", str(recording)],
         cwd=REPO_ROOT,

@@ -68,7 +68,8 @@ def test_deploy_cost_bench_runs_on_one_fresh_proxy(tmp_path):
     result = subprocess.run(
         [
             sys.executable,
-            "bench/deploy_cost.py",
+            "-m",
+            "bench.deploy_cost",
             "--proxies",
             "1",
             "--down-after",

@@ -347,7 +347,7 @@ def test_listener_rule_splits_traffic_by_group_weight(tf):
 
 
 def test_apply_leaves_a_shifts_weights_alone_and_replaces_the_rule_when_groups_change(tf):
-    """The weights belong to tools/shift.py once the rule exists (issue 15): an apply must not
+    """The weights belong to tools/shift/ once the rule exists (issue 15): an apply must not
     undo a shift; adding or removing a group still reaches the rule (it is replaced), and the
     listener's default forwards by the same weights meanwhile."""
     rule = tf["resource"][("aws_lb_listener_rule", "weighted")]
