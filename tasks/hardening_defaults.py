@@ -68,6 +68,32 @@ SSHD_KEX_ALGORITHMS: tuple[str, ...] = (
     # this fleet sees speaks curve25519. (dev-sec still lists group-exchange-sha256.)
 )
 
+# Algorithms pyinfra's SSH client (paramiko 4.0) speaks. sshd must keep at least one of each kind,
+# or the next deploy cannot connect: the settings refuse lists without one (tasks/settings.py), and
+# tests/test_hardening_templates.py checks these sets against paramiko itself.
+PARAMIKO_CIPHERS = frozenset(
+    {"aes128-ctr", "aes192-ctr", "aes256-ctr", "aes128-gcm@openssh.com", "aes256-gcm@openssh.com"}
+)
+PARAMIKO_KEX = frozenset(
+    {
+        "curve25519-sha256@libssh.org",
+        "ecdh-sha2-nistp256",
+        "ecdh-sha2-nistp384",
+        "ecdh-sha2-nistp521",
+        "diffie-hellman-group16-sha512",
+        "diffie-hellman-group-exchange-sha256",
+        "diffie-hellman-group14-sha256",
+    }
+)
+PARAMIKO_MACS = frozenset(
+    {
+        "hmac-sha2-256",
+        "hmac-sha2-512",
+        "hmac-sha2-256-etm@openssh.com",
+        "hmac-sha2-512-etm@openssh.com",
+    }
+)
+
 # Names sshd learnt in OpenSSH 9.9. Listing them on 9.2 makes sshd refuse its configuration, so
 # they are not in the default list; sshd_config.j2 puts them in front of `sshd_kex_algorithms`
 # when the task passes the host's `openssh_version` and it is at least OPENSSH_PQ_KEX_MIN_VERSION.

@@ -534,3 +534,11 @@ def test_packages_not_on_a_proxy_spare_what_the_proxy_runs() -> None:
     assert len(set(packages)) == len(packages)
     assert {"openssh-server", "nginx", "nftables", "unattended-upgrades"}.isdisjoint(packages)
     assert {"telnetd", "rsh-server", "xinetd", "avahi-daemon", "rpcbind"} <= set(packages)
+
+
+def test_paramiko_algorithms_match_paramiko() -> None:
+    paramiko = pytest.importorskip("paramiko")
+    transport = paramiko.Transport
+    assert set(transport._preferred_ciphers) >= hd.PARAMIKO_CIPHERS
+    assert set(transport._preferred_kex) >= hd.PARAMIKO_KEX
+    assert set(transport._preferred_macs) >= hd.PARAMIKO_MACS
