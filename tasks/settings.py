@@ -29,7 +29,10 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
-from pyinfra.api.exceptions import PyinfraError
+try:
+    from pyinfra.api.exceptions import PyinfraError
+except ImportError:  # tools/firewall_tfvars.py in the Terraform image: python3 without pyinfra
+    PyinfraError = Exception  # type: ignore[misc,assignment]
 
 from tasks.checks import (
     HOSTNAME_RE,
@@ -603,6 +606,20 @@ def tries_for(failure_rate: float, target: float, cap: int) -> int:
 
 def from_data(data: Mapping[str, Any]) -> Settings:
     """Validated Settings from host data (pure). Raises SettingsError listing every problem."""
+    return Settings(**_checked(data, every_rule=True))
+
+
+def group_data_values(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings one group_data file sets (DATA: its top-level names), each converted by its
+    check, as the deploy would; unknown keys refused. A rule across settings runs when the file
+    sets all of its inputs: the others come from other groups' files and host data, which only
+    the deploy sees whole (it checks everything again before touching a host). Raises
+    SettingsError with the deploy's own messages."""
+    return _checked(data, every_rule=False)
+
+
+def _checked(data: Mapping[str, Any], *, every_rule: bool) -> dict[str, Any]:
+    """The values DATA sets, converted; raises SettingsError listing every problem."""
     errors = [_unknown_key(key, data[key]) for key in sorted(data) if _is_unknown(key)]
     values: dict[str, Any] = {}
     invalid: set[str] = set()
@@ -617,11 +634,11 @@ def from_data(data: Mapping[str, Any]) -> Settings:
             errors.append(_message(name, data[name], f"must be {check.allowed}", problem.detail))
     merged = {**_defaults(), **values}
     for inputs, rule in _CROSS_RULES:
-        if not invalid.intersection(inputs):
+        if not invalid.intersection(inputs) and (every_rule or set(inputs) <= values.keys()):
             errors.extend(rule(merged, data))
     if errors:
         raise SettingsError(errors)
-    return Settings(**values)
+    return values
 
 
 # One Settings per host and run: every task asks for_host, validation runs once. Keyed by the

@@ -635,7 +635,7 @@ if [ "$1" = plan ]; then cat firewall.tfvars.json >> "$FAKE_LOG"; fi
 
 
 def test_terraform_wrapper_passes_state_credentials_and_firewall_lists(tmp_path):
-    for part in ("tools", "terraform", "group_data"):
+    for part in ("tools", "tasks", "terraform", "group_data"):
         shutil.copytree(REPO / part, tmp_path / part, ignore=shutil.ignore_patterns(".terraform"))
     bindir = tmp_path / "bin"
     bindir.mkdir()
