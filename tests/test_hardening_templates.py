@@ -19,6 +19,7 @@ import pytest
 
 from tasks import hardening_defaults as hd
 from tasks.activation import render
+from tasks.firewall import nftables_conf
 from tasks.settings import Settings, from_data
 from tasks.sshd import sshd_config
 from tasks.sysctl import sysctl_conf
@@ -48,7 +49,7 @@ def _sshd_options(text: str) -> dict[str, list[str]]:
 
 
 def _nft(s: Settings | None = None, ssh_port: int = 22) -> str:
-    return render("nftables/nftables.conf.j2", s=s or _settings(), ssh_port=ssh_port)
+    return nftables_conf(s or _settings(), ssh_port)
 
 
 def _nft_set(text: str, name: str) -> list[str]:
