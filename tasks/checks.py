@@ -322,9 +322,6 @@ class EnvMap(Check):
         return MappingProxyType(dict(value))
 
 
-# Path prefixes end up literally in nginx locations and regexes: no whitespace, quotes, `;`, `{`,
-
-
 def parse_duration(text: str) -> float:
     """Seconds in an nginx time such as "500ms", "10s", "2m" or "1h"."""
     match = _DURATION_RE.fullmatch(text)

@@ -107,6 +107,7 @@ class SettingsError(PyinfraError):
         super().__init__("\n".join(lines))
 
 
+# Path prefixes end up literally in nginx locations and regexes: no whitespace, quotes, `;`, `{`,
 # `}`, `$`, `#` or `%` ($uri is already percent-decoded, so an encoded prefix would never match).
 _PATH = Pattern(
     r"/[A-Za-z0-9._~!*+,=:@/-]*",
