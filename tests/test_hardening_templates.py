@@ -507,3 +507,27 @@ def test_paramiko_algorithms_match_paramiko() -> None:
     assert set(transport._preferred_ciphers) >= hd.PARAMIKO_CIPHERS
     assert set(transport._preferred_kex) >= hd.PARAMIKO_KEX
     assert set(transport._preferred_macs) >= hd.PARAMIKO_MACS
+
+
+def test_sysctl_lines_say_which_default_an_override_replaced() -> None:
+    lines = {line.key: line for line in hd.sysctl_lines({"net.ipv4.tcp_syncookies": 1, "a.b": "x"})}
+    assert lines["net.ipv4.tcp_syncookies"].default == "1"  # overridden (with the same value)
+    assert lines["net.ipv4.ip_forward"].default is None
+    assert lines["a.b"] == hd.SysctlLine("a.b", "x", "", None)  # added: no reason, no default
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [
+        (None, []),
+        ((9, 7), []),
+        ((9, 8), ["10.77.0.1/32", "fd00::/8"]),
+        ((10, 0), ["10.77.0.1/32", "fd00::/8"]),
+    ],
+    ids=str,
+)
+def test_penalty_exemption_from_openssh_9_8_never_for_everyone(
+    version: Any, expected: list
+) -> None:
+    cidrs = ["0.0.0.0/0", "10.77.0.1/32", "::/0", "fd00::/8"]
+    assert hd.penalty_exempt_cidrs(cidrs, version) == expected
