@@ -16,6 +16,8 @@ SSH rule would not allow, before anything changes).
 
 from __future__ import annotations
 
+import ipaddress
+
 from pyinfra import host
 from pyinfra.api import deploy, operation
 from pyinfra.api.operation import OperationMeta
@@ -33,7 +35,7 @@ from tasks.activation import (
     template_text,
 )
 from tasks.facts import ask, asks
-from tasks.settings import for_host, ssh_port_of
+from tasks.settings import Settings, for_host, ssh_port_of
 from tasks.units import install_units, service_state, watches
 
 RULESET = "/etc/nftables.conf"
@@ -58,7 +60,7 @@ def configure_firewall() -> None:
     if not settings.firewall_enabled:
         host.noop("firewall_enabled is false: the host firewall is not managed")
         return
-    content = render("nftables/nftables.conf.j2", s=settings, ssh_port=ssh_port_of(host))
+    content = nftables_conf(settings, ssh_port_of(host))
     ruleset = install_validated(
         name=f"Install {RULESET} (checked with nft -c first)",
         files={RULESET: content},
@@ -73,6 +75,30 @@ def configure_firewall() -> None:
     service_state(
         name="Start nftables and enable it at boot", unit="nftables", running=True, enabled=True
     )
+
+
+def nftables_conf(settings: Settings, ssh_port: int) -> str:
+    """/etc/nftables.conf for SETTINGS, SSH on SSH_PORT."""
+    admin_v4, admin_v6 = _by_family(settings.admin_cidrs)
+    http_v4, http_v6 = _by_family(settings.allowed_http_cidrs)
+    extra = [443] if settings.https_enabled and settings.listen_port != 443 else []
+    return render(
+        "nftables/nftables.conf.j2",
+        s=settings,
+        ssh_port=ssh_port,
+        admin_v4=admin_v4,
+        admin_v6=admin_v6,
+        http_v4=http_v4,
+        http_v6=http_v6,
+        http_ports=[settings.listen_port, *extra],
+    )
+
+
+def _by_family(cidrs: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(IPv4 networks, IPv6 networks) of CIDRS, each in its order: an nftables set holds one
+    address type."""
+    networks = [(cidr, ipaddress.ip_network(cidr).version) for cidr in cidrs]
+    return [c for c, v in networks if v == 4], [c for c, v in networks if v == 6]
 
 
 def _stop_only_our_table() -> None:

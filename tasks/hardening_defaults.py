@@ -2,9 +2,11 @@
 
 Owns the values behind the host-hardening settings and templates:
 - the SSH algorithm lists (defaults of the settings `sshd_ciphers`, `sshd_kex_algorithms`,
-  `sshd_macs`) and the host-key choices that `templates/ssh/sshd_config.j2` hard-codes;
-- the sysctl defaults table rendered by `templates/sysctl/hardening.conf.j2` (each entry with the
-  reason it is there), merged with the setting `sysctl_overrides`;
+  `sshd_macs`), the host-key choices and the version-dependent parts of sshd_config (the
+  post-quantum key exchanges, the penalty exemption): tasks/sshd.py hands them, computed, to
+  `templates/ssh/sshd_config.j2`;
+- the sysctl defaults table (each entry with the reason it is there), merged with the setting
+  `sysctl_overrides` into the lines `templates/sysctl/hardening.conf.j2` writes;
 - which sysctl keys a container can set (so a task can report the others instead of failing);
 - the packages that have no business on a reverse proxy.
 
@@ -68,10 +70,35 @@ SSHD_KEX_ALGORITHMS: tuple[str, ...] = (
     # this fleet sees speaks curve25519. (dev-sec still lists group-exchange-sha256.)
 )
 
+# Algorithms pyinfra's SSH client (paramiko 4.0) speaks. sshd must keep at least one of each kind,
+# or the next deploy cannot connect: the settings refuse lists without one (tasks/settings.py), and
+# tests/test_hardening_templates.py checks these sets against paramiko itself.
+PARAMIKO_CIPHERS = frozenset(
+    {"aes128-ctr", "aes192-ctr", "aes256-ctr", "aes128-gcm@openssh.com", "aes256-gcm@openssh.com"}
+)
+PARAMIKO_KEX = frozenset(
+    {
+        "curve25519-sha256@libssh.org",
+        "ecdh-sha2-nistp256",
+        "ecdh-sha2-nistp384",
+        "ecdh-sha2-nistp521",
+        "diffie-hellman-group16-sha512",
+        "diffie-hellman-group-exchange-sha256",
+        "diffie-hellman-group14-sha256",
+    }
+)
+PARAMIKO_MACS = frozenset(
+    {
+        "hmac-sha2-256",
+        "hmac-sha2-512",
+        "hmac-sha2-256-etm@openssh.com",
+        "hmac-sha2-512-etm@openssh.com",
+    }
+)
+
 # Names sshd learnt in OpenSSH 9.9. Listing them on 9.2 makes sshd refuse its configuration, so
-# they are not in the default list; sshd_config.j2 puts them in front of `sshd_kex_algorithms`
-# when the task passes the host's `openssh_version` and it is at least OPENSSH_PQ_KEX_MIN_VERSION.
-# Keep this tuple identical to the one in the template (a test renders both and compares).
+# they are not in the default list; effective_kex_algorithms puts them in front of
+# `sshd_kex_algorithms` when the host's OpenSSH is at least OPENSSH_PQ_KEX_MIN_VERSION.
 SSHD_KEX_ALGORITHMS_SINCE_9_9: tuple[str, ...] = (
     "mlkem768x25519-sha256",  # OpenSSH 10's default key exchange (ML-KEM, FIPS 203).
     "sntrup761x25519-sha512",  # The standardised name of sntrup761x25519-sha512@openssh.com.
@@ -80,12 +107,13 @@ OPENSSH_PQ_KEX_MIN_VERSION: tuple[int, int] = (9, 9)
 
 # From OpenSSH 9.8 on (Debian 13), sshd refuses for a while addresses whose connections fail or
 # never authenticate (PerSourcePenalties, on by default): ssh-audit from the admin host earns a
-# penalty that refuses the deploy's next connection. With `openssh_version` given, sshd_config.j2
-# exempts admin_cidrs (the only sources the firewall lets reach SSH anyway).
+# penalty that refuses the deploy's next connection. So from that version on admin_cidrs are
+# exempted (penalty_exempt_cidrs): the only sources the firewall lets reach SSH anyway.
 OPENSSH_PENALTY_EXEMPT_MIN_VERSION: tuple[int, int] = (9, 8)
 
-# Hard-coded in sshd_config.j2 (no setting): only Ed25519 and RSA host keys are offered, RSA only
-# with SHA-2 signatures. ECDSA (NIST P-curves) is a "fail" in ssh-audit, ssh-rsa (SHA-1) too.
+# Not settings (tasks/sshd.py hands them to sshd_config.j2): only Ed25519 and RSA host keys are
+# offered, RSA only with SHA-2 signatures. ECDSA (NIST P-curves) is a "fail" in ssh-audit,
+# ssh-rsa (SHA-1) too.
 SSHD_HOST_KEY_FILES: tuple[str, ...] = (
     "/etc/ssh/ssh_host_ed25519_key",
     "/etc/ssh/ssh_host_rsa_key",
@@ -130,12 +158,23 @@ def parse_openssh_version(text: str) -> tuple[int, int] | None:
 def effective_kex_algorithms(
     configured: Iterable[str], openssh_version: tuple[int, int] | None
 ) -> list[str]:
-    """The KexAlgorithms list sshd_config.j2 renders (same rule, for tasks and tests)."""
+    """The KexAlgorithms sshd gets: CONFIGURED, and in front of it the post-quantum names
+    OpenSSH 9.9+ knows (not repeated). Without a version, CONFIGURED exactly as it is."""
     configured = list(configured)
     if openssh_version is None or tuple(openssh_version) < OPENSSH_PQ_KEX_MIN_VERSION:
         return configured
     extra = [name for name in SSHD_KEX_ALGORITHMS_SINCE_9_9 if name not in configured]
     return extra + configured
+
+
+def penalty_exempt_cidrs(
+    admin_cidrs: Iterable[str], openssh_version: tuple[int, int] | None
+) -> list[str]:
+    """PerSourcePenaltyExemptList for sshd: admin_cidrs from OpenSSH 9.8 on (an older sshd does
+    not know the keyword), never a /0 (that would exempt everyone); empty: no such line."""
+    if openssh_version is None or tuple(openssh_version) < OPENSSH_PENALTY_EXEMPT_MIN_VERSION:
+        return []
+    return [cidr for cidr in admin_cidrs if cidr not in ("0.0.0.0/0", "::/0")]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -436,13 +475,37 @@ def sysctl_value_text(value: object) -> str:
     return str(value)
 
 
+class SysctlLine(NamedTuple):
+    """One key of the sysctl.d file, as written there."""
+
+    key: str
+    value: str  # the value in effect (sysctl_value_text)
+    reason: str  # why the default is there; "" for a key sysctl_overrides adds
+    default: str | None  # the default's value when sysctl_overrides replaced it, else None
+
+
+def sysctl_lines(overrides: Mapping[str, object]) -> list[SysctlLine]:
+    """Defaults with `sysctl_overrides` applied, in file order, then the keys the overrides add."""
+    lines = [
+        SysctlLine(
+            d.key,
+            sysctl_value_text(overrides.get(d.key, d.value)),
+            d.reason,
+            sysctl_value_text(d.value) if d.key in overrides else None,
+        )
+        for d in SYSCTL_DEFAULTS
+    ]
+    lines += [
+        SysctlLine(key, sysctl_value_text(value), "", None)
+        for key, value in overrides.items()
+        if key not in SYSCTL_DEFAULTS_BY_KEY
+    ]
+    return lines
+
+
 def merged_sysctl(overrides: Mapping[str, object]) -> dict[str, str]:
-    """Defaults with `sysctl_overrides` applied, in file order: what the template renders."""
-    merged = {d.key: sysctl_value_text(overrides.get(d.key, d.value)) for d in SYSCTL_DEFAULTS}
-    for key, value in overrides.items():
-        if key not in merged:
-            merged[key] = sysctl_value_text(value)
-    return merged
+    """key -> value of every line of the sysctl.d file (`sysctl_lines`), in file order."""
+    return {line.key: line.value for line in sysctl_lines(overrides)}
 
 
 def sysctl_is_per_network_namespace(key: str) -> bool:

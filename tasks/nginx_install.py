@@ -24,14 +24,27 @@ from pyinfra.operations.util import any_changed
 from tasks.activation import TEMPLATES
 from tasks.apt_packages import ensure_installed
 from tasks.facts import fact
-from tasks.settings import (
-    NGINX_ORG_KEY_FINGERPRINTS,
-    NGINX_ORG_KEY_URL,
-    NGINX_ORG_KEYRING,
-    for_host,
-)
+from tasks.settings import for_host
 
 PACKAGES = ("nginx", "curl", "logrotate")
+
+# nginx.org package repository (nginx_source = "nginx.org"). The key file at NGINX_ORG_KEY_URL
+# holds three signing keys; refuse a key file whose fingerprints are not exactly these.
+# Source: nginx.org's linux_packages page documents 573BFD6B... ("the output can contain other
+# keys used to sign the packages"); the other two (added 2024-05-29 for future releases) are the
+# rest of that file as published in the nginx/nginx.org repository (text/keys/nginx_signing.key),
+# listed with `gpg --dry-run --quiet --no-keyring --import --import-options import-show`.
+NGINX_ORG_KEY_URL = "https://nginx.org/keys/nginx_signing.key"
+NGINX_ORG_KEY_FINGERPRINTS = frozenset(
+    {
+        "573BFD6B3D8FBC641079A6ABABF5BD827BD9BF62",  # rsa2048, 2011-08-19, expires 2027-05-24
+        "8540A6F18833A80E9C1653A42FD21310B49F6B46",  # rsa4096, 2024-05-29
+        "9E9BE90EACBCDE69FE9B204CBCDCD8A38D88A2B3",  # rsa4096, 2024-05-29
+    }
+)
+# apt (2.4+) reads an ASCII-armoured key from a `.asc` signed-by file: no gpg --dearmor on the host.
+# The directory is the one nginx.org's instructions use.
+NGINX_ORG_KEYRING = "/usr/share/keyrings/nginx-archive-keyring.asc"
 
 
 @deploy("nginx's package source")

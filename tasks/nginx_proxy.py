@@ -8,7 +8,8 @@ deployed configuration), the post-reload health check and nginx's activation rec
 What nginx runs is read from nginx itself, not only from the record: its workers are replaced on
 every successful (re)load, so workers that started before nginx.conf last changed mean the file
 went live on disk but not in nginx (a run killed before the reload, or a hand edit).
-Reads: every proxy and nginx-hardening setting (see tasks/settings.py).
+Reads: every proxy and nginx-hardening setting (see tasks/settings.py); the upstream block comes
+from tasks/nginx_upstream.py.
 Leaves alone: the nginx package (tasks/nginx_install.py) and the host firewall.
 
 A configuration that fails `nginx -t` never goes live (tasks/activation.py); nginx is reloaded,
@@ -22,6 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pyinfra import host
 from pyinfra.api import FactBase, deploy
@@ -31,13 +33,8 @@ from tasks import drift
 from tasks.activation import activate, install_validated, manages, render
 from tasks.apt_packages import installed_packages
 from tasks.facts import ask, asks, exists, looks_for
-from tasks.settings import (
-    Settings,
-    backends,
-    for_host,
-    inventory_backend_addresses,
-    nginx_template_vars,
-)
+from tasks.nginx_upstream import upstream
+from tasks.settings import Settings, for_host, inventory_backend_addresses
 from tasks.units import service_state, watches
 
 # The distribution's package enables a demo site on port 80 (a symlink), nginx.org's ships one
@@ -142,31 +139,18 @@ class NginxLoaded(FactBase):
 
 def rendered_files(settings: Settings, backend_addresses: list[str]) -> dict[str, str]:
     """The managed nginx files and their full content for this host."""
-    data = nginx_template_vars(
-        settings, backends(settings, backend_addresses), nginx_has_resolve(settings)
-    )
-    return rendered_files_from(data)
-
-
-def rendered_files_from(data: dict) -> dict[str, str]:
-    """The managed files from the templates' variables (tasks.settings.nginx_template_vars)."""
+    data = template_data(settings, backend_addresses)
     return {NGINX_CONF: render("nginx/nginx.conf.j2", **data, proxy_conf=proxy_conf(data))}
+
+
+def template_data(settings: Settings, backend_addresses: list[str]) -> dict[str, Any]:
+    """What templates/nginx/proxy.conf.j2 gets: the settings and the upstream shaped from them."""
+    return {"s": settings, "upstream": upstream(settings, backend_addresses)}
 
 
 def proxy_conf(data: dict) -> str:
     """The proxy part of nginx.conf (templates/nginx/proxy.conf.j2), inlined in http {}."""
     return render("nginx/proxy.conf.j2", **data).rstrip("\n")
-
-
-def nginx_has_resolve(settings: Settings) -> bool:
-    """Whether the installed nginx re-resolves hostname upstreams (`resolve`, 1.27.3+).
-
-    Decided from the package source, not from the installed version: on a fresh host nginx is
-    not installed yet when the deploy is prepared, and a fact that changes between the first and
-    the second run would make the second run report a change. nginx.org's stable is 1.28+;
-    every distribution nginx this deploy supports is older (Debian 12: 1.22, 13: 1.26).
-    """
-    return settings.nginx_source == "nginx.org"
 
 
 def health_check_command(settings: Settings) -> str:

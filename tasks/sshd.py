@@ -48,8 +48,16 @@ from tasks.activation import (
     template_text,
 )
 from tasks.facts import ask, asks, exists, looks_for
-from tasks.hardening_defaults import SSHD_MODULI_MIN_SIZE_FIELD, parse_openssh_version
-from tasks.settings import for_host, ssh_port_of
+from tasks.hardening_defaults import (
+    SSHD_HOST_KEY_ALGORITHMS,
+    SSHD_HOST_KEY_FILES,
+    SSHD_MODULI_MIN_SIZE_FIELD,
+    SSHD_REQUIRED_RSA_SIZE,
+    effective_kex_algorithms,
+    parse_openssh_version,
+    penalty_exempt_cidrs,
+)
+from tasks.settings import Settings, for_host, ssh_port_of
 from tasks.ssh_login import fresh_login_runs
 from tasks.units import enable_at_boot, install_units, watches
 
@@ -88,11 +96,7 @@ def harden_sshd() -> None:
             commands=[_keep_strong_moduli()],
         )
     _install_safety_net()
-    wanted = {
-        SSHD_CONFIG: render(
-            "ssh/sshd_config.j2", s=settings, ssh_port=ssh_port_of(host), openssh_version=openssh
-        )
-    }
+    wanted = {SSHD_CONFIG: sshd_config(settings, ssh_port_of(host), openssh)}
     unconfirmed = _why_unconfirmed(wanted)
     if unconfirmed is None:
         host.noop("sshd runs the deployed, confirmed configuration")
@@ -100,6 +104,21 @@ def harden_sshd() -> None:
     # One line explains the whole sequence below (arm, install, reload, confirm).
     drift.state_differs("sshd", unconfirmed, "Harden the SSH daemon")
     _change_with_safety_net(wanted)
+
+
+def sshd_config(settings: Settings, ssh_port: int, openssh_version: tuple[int, int] | None) -> str:
+    """/etc/ssh/sshd_config for the host's OpenSSH (None: unknown, nothing version-specific):
+    the template gets every value computed here and in tasks/hardening_defaults.py."""
+    return render(
+        "ssh/sshd_config.j2",
+        s=settings,
+        ssh_port=ssh_port,
+        kex_algorithms=effective_kex_algorithms(settings.sshd_kex_algorithms, openssh_version),
+        penalty_exempt=penalty_exempt_cidrs(settings.admin_cidrs, openssh_version),
+        host_key_files=SSHD_HOST_KEY_FILES,
+        host_key_algorithms=SSHD_HOST_KEY_ALGORITHMS,
+        required_rsa_size=SSHD_REQUIRED_RSA_SIZE,
+    )
 
 
 def _why_unconfirmed(wanted: dict[str, str]) -> str | None:

@@ -11,6 +11,7 @@ and reported, not failed. Keys this kernel does not have are reported the same w
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from shlex import quote
 
 from pyinfra import host, logger
@@ -22,9 +23,9 @@ from tasks.activation import install_file, manages, render
 from tasks.facts import ask, asks
 from tasks.hardening_defaults import (
     SYSCTL_CONF_PATH,
-    SYSCTL_DEFAULTS,
     merged_sysctl,
     split_sysctl_for_container,
+    sysctl_lines,
 )
 from tasks.settings import for_host
 
@@ -49,7 +50,7 @@ def harden_sysctl() -> None:
     install_file(
         name=f"Install {SYSCTL_CONF_PATH}",
         path=SYSCTL_CONF_PATH,
-        content=render("sysctl/hardening.conf.j2", s=settings, sysctl_defaults=SYSCTL_DEFAULTS),
+        content=sysctl_conf(settings.sysctl_overrides),
     )
     live_keys, persisted_only = _settable(list(wanted))
     applied = {key: wanted[key] for key in live_keys}
@@ -65,6 +66,16 @@ def harden_sysctl() -> None:
             f"[{host.name}] sysctl: {len(persisted_only)} settings persisted but not applied "
             f"here (container or kernel without them): {', '.join(sorted(persisted_only))}"
         )
+
+
+def sysctl_conf(overrides: Mapping[str, object]) -> str:
+    """The sysctl.d file: every default with its reason, OVERRIDES (sysctl_overrides) applied."""
+    lines = sysctl_lines(overrides)
+    return render(
+        "sysctl/hardening.conf.j2",
+        defaults=[line for line in lines if line.reason],
+        added=[line for line in lines if not line.reason],
+    )
 
 
 def _live_differs(wanted: dict[str, str]) -> dict[str, str]:

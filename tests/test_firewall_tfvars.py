@@ -68,3 +68,45 @@ def test_firewall_lists_leave_lb_subnets_out_of_the_tfvars(tmp_path: Path) -> No
         tmp_path, 'lb_subnet_cidrs = ["10.0.1.0/24"]\nadmin_cidrs = ["10.9.0.0/16"]\n', []
     )
     assert firewall_tfvars.read_lists(env) == {"admin_cidrs": ["10.9.0.0/16"]}
+
+
+@pytest.mark.parametrize(
+    ("group_data", "said"),
+    [
+        (
+            'admin_cidrs = ["10.0.0.1/8"]\n',
+            "admin_cidrs = ['10.0.0.1/8']: must be a list of CIDR networks (no host bits set)",
+        ),
+        ("allowd_http_cidrs = []\n", "did you mean allowed_http_cidrs?"),
+        (
+            'allowed_http_cidrs = ["10.0.1.0/24"]\nlb_subnet_cidrs = ["10.0.2.0/24"]\n'
+            "firewall_enabled = True\n",
+            "does not admit the load balancer's subnets 10.0.2.0/24",
+        ),
+    ],
+    ids=["host bits", "unknown key", "rule across settings"],
+)
+def test_settings_the_deploy_refuses_stop_terraform_with_its_message(
+    tmp_path: Path, group_data: str, said: str
+) -> None:
+    env = tmp_path / "env_production.py"
+    env.write_text(group_data)
+    with pytest.raises(firewall_tfvars.ListError, match="invalid settings in") as caught:
+        firewall_tfvars.read_lists(env)
+    assert said in str(caught.value)
+    assert firewall_tfvars.main([str(env), str(tmp_path / "out.json")]) == 2
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_lists_reach_terraform_as_the_deploy_normalises_them(tmp_path: Path) -> None:
+    env = tmp_path / "env_production.py"
+    env.write_text('import os\nadmin_cidrs = ["2001:DB8::/32"]\n_private = 1\n')
+    assert firewall_tfvars.read_lists(env) == {"admin_cidrs": ["2001:db8::/32"]}
+
+
+def test_group_data_keeps_what_pyinfra_keeps(tmp_path: Path) -> None:
+    env = tmp_path / "env_production.py"
+    env.write_text(
+        "import os\nfrom json import dumps as _d\n__x = 1\n_sudo = True\nlisten_port = 81\n"
+    )
+    assert firewall_tfvars.group_data(env) == {"_sudo": True, "listen_port": 81}

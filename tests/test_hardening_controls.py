@@ -19,6 +19,7 @@ from tasks import host_controls, packages, sandbox
 from tasks.activation import render, template_text
 from tasks.hardening_defaults import KERNEL_MODULES_NOT_ON_A_PROXY, SYSCTL_PINNED
 from tasks.settings import SettingsError, from_data
+from tasks.sshd import sshd_config
 
 # Debian 12's and 13's nginx.service (nginx-common), [Service] part: what the drop-in extends.
 DEBIAN_NGINX_SERVICE = """[Unit]
@@ -261,8 +262,8 @@ def test_needrestart_is_in_the_one_apt_transaction_only_when_enabled(
 
 
 def test_sshd_shows_the_legal_banner_only_when_there_is_one() -> None:
-    with_banner = render("ssh/sshd_config.j2", s=_settings(), ssh_port=22)
-    without = render("ssh/sshd_config.j2", s=_settings(legal_banner=""), ssh_port=22)
+    with_banner = sshd_config(_settings(), 22, None)
+    without = sshd_config(_settings(legal_banner=""), 22, None)
     assert "\nBanner /etc/issue.net\n" in with_banner and "\nBanner none\n" not in with_banner
     assert "\nBanner none\n" in without and "issue.net" not in without
 

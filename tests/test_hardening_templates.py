@@ -1,4 +1,4 @@
-"""Host-hardening templates rendered like pyinfra's files.template (jinja2, StrictUndefined).
+"""Host-hardening templates, rendered by the deploy's own functions (tasks.activation.render).
 
 Covers templates/ssh/sshd_config.j2, templates/nftables/nftables.conf.j2,
 templates/sysctl/hardening.conf.j2, templates/apt/*.j2 and tasks/hardening_defaults.py. Where the
@@ -14,58 +14,28 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-import jinja2
 import pytest
 
 from tasks import hardening_defaults as hd
+from tasks.activation import render
+from tasks.firewall import nftables_conf
+from tasks.settings import Settings, from_data
+from tasks.sshd import sshd_config
+from tasks.sysctl import sysctl_conf
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 ADMIN_CIDRS = ["10.77.0.1/32", "10.0.0.0/8", "2001:db8:1::/48"]
 HTTP_CIDRS = ["10.77.0.0/24", "fd00:77::/64"]
 
 
-def _settings(**overrides: Any) -> Any:
+def _settings(**overrides: Any) -> Settings:
     """The Settings object for `overrides` on top of a minimal valid host."""
-    data: dict[str, Any] = {
-        "admin_cidrs": ADMIN_CIDRS,
-        "allowed_http_cidrs": HTTP_CIDRS,
-        **overrides,
-    }
-    try:
-        from tasks.settings import from_data
-    except ImportError:  # tasks/settings.py not there yet: the CONTRACTS defaults, tiny stand-in
-        defaults = {
-            "listen_port": 80,
-            "https_enabled": False,
-            "sshd_allow_users": ["admin"],
-            "sshd_login_grace_time": "30s",
-            "sshd_max_auth_tries": 3,
-            "sshd_ciphers": list(hd.SSHD_CIPHERS),
-            "sshd_kex_algorithms": list(hd.SSHD_KEX_ALGORITHMS),
-            "sshd_macs": list(hd.SSHD_MACS),
-            "sshd_client_alive_interval": 300,
-            "sysctl_overrides": {},
-            "unattended_upgrades_enabled": True,
-            "unattended_upgrades_reboot": False,
-        }
-        return SimpleNamespace(**{**defaults, **data})
-    return from_data(data)
+    return from_data({"admin_cidrs": ADMIN_CIDRS, "allowed_http_cidrs": HTTP_CIDRS, **overrides})
 
 
-def _render(template: str, **variables: Any) -> str:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
-    return env.get_template(template).render(**variables)
-
-
-def _sshd(s: Any | None = None, ssh_port: int = 22, **extra: Any) -> str:
-    return _render("ssh/sshd_config.j2", s=s or _settings(), ssh_port=ssh_port, **extra)
+def _sshd(s: Settings | None = None, ssh_port: int = 22, openssh_version: Any | None = None) -> str:
+    return sshd_config(s or _settings(), ssh_port, openssh_version)
 
 
 def _sshd_options(text: str) -> dict[str, list[str]]:
@@ -79,8 +49,8 @@ def _sshd_options(text: str) -> dict[str, list[str]]:
     return options
 
 
-def _nft(s: Any | None = None, ssh_port: int = 22) -> str:
-    return _render("nftables/nftables.conf.j2", s=s or _settings(), ssh_port=ssh_port)
+def _nft(s: Settings | None = None, ssh_port: int = 22) -> str:
+    return nftables_conf(s or _settings(), ssh_port)
 
 
 def _nft_set(text: str, name: str) -> list[str]:
@@ -99,10 +69,8 @@ def _rules(text: str) -> list[str]:
     ]
 
 
-def _sysctl(s: Any | None = None) -> str:
-    return _render(
-        "sysctl/hardening.conf.j2", s=s or _settings(), sysctl_defaults=hd.SYSCTL_DEFAULTS
-    )
+def _sysctl(s: Settings | None = None) -> str:
+    return sysctl_conf((s or _settings()).sysctl_overrides)
 
 
 def _sysctl_values(text: str) -> dict[str, str]:
@@ -178,8 +146,7 @@ def test_sshd_config_renders_algorithm_settings_verbatim_without_version() -> No
 @pytest.mark.parametrize("version", [None, (9, 2), (9, 8), (9, 9), (10, 0), [10, 0]], ids=str)
 def test_sshd_config_kex_matches_helper_for_openssh_version(version: Any) -> None:
     s = _settings()
-    extra = {} if version is None else {"openssh_version": version}
-    options = _sshd_options(_sshd(s, **extra))
+    options = _sshd_options(_sshd(s, openssh_version=version))
     expected = hd.effective_kex_algorithms(s.sshd_kex_algorithms, version)
     assert options["kexalgorithms"] == [",".join(expected)]
     newer = set(hd.SSHD_KEX_ALGORITHMS_SINCE_9_9)
@@ -279,10 +246,8 @@ def test_sshd_config_passes_sshd_check_when_sshd_installed(tmp_path: Path) -> No
         pytest.skip("sshd -t as root needs its privilege separation directory /run/sshd")
     key = tmp_path / "host_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    version = _openssh_version()
-    extra = {} if version is None else {"openssh_version": version}
     config = tmp_path / "sshd_config"
-    config.write_text(_sshd(**extra))
+    config.write_text(_sshd(openssh_version=_openssh_version()))
     # -h adds our throw-away host key; the HostKey paths of the file may not exist here.
     result = subprocess.run(
         [str(sshd), "-t", "-f", str(config), "-h", str(key)],
@@ -482,7 +447,7 @@ def test_sysctl_split_for_container_keeps_only_namespaced_net_keys_live() -> Non
 
 
 def _apt(template: str, **overrides: Any) -> str:
-    return _render(template, s=_settings(**overrides))
+    return render(template, s=_settings(**overrides))
 
 
 def test_unattended_upgrades_allow_debian_security_origin_only() -> None:
@@ -537,3 +502,35 @@ def test_packages_not_on_a_proxy_spare_what_the_proxy_runs() -> None:
     assert len(set(packages)) == len(packages)
     assert {"openssh-server", "nginx", "nftables", "unattended-upgrades"}.isdisjoint(packages)
     assert {"telnetd", "rsh-server", "xinetd", "avahi-daemon", "rpcbind"} <= set(packages)
+
+
+def test_paramiko_algorithms_match_paramiko() -> None:
+    paramiko = pytest.importorskip("paramiko")
+    transport = paramiko.Transport
+    assert set(transport._preferred_ciphers) >= hd.PARAMIKO_CIPHERS
+    assert set(transport._preferred_kex) >= hd.PARAMIKO_KEX
+    assert set(transport._preferred_macs) >= hd.PARAMIKO_MACS
+
+
+def test_sysctl_lines_say_which_default_an_override_replaced() -> None:
+    lines = {line.key: line for line in hd.sysctl_lines({"net.ipv4.tcp_syncookies": 1, "a.b": "x"})}
+    assert lines["net.ipv4.tcp_syncookies"].default == "1"  # overridden (with the same value)
+    assert lines["net.ipv4.ip_forward"].default is None
+    assert lines["a.b"] == hd.SysctlLine("a.b", "x", "", None)  # added: no reason, no default
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [
+        (None, []),
+        ((9, 7), []),
+        ((9, 8), ["10.77.0.1/32", "fd00::/8"]),
+        ((10, 0), ["10.77.0.1/32", "fd00::/8"]),
+    ],
+    ids=str,
+)
+def test_penalty_exemption_from_openssh_9_8_never_for_everyone(
+    version: Any, expected: list
+) -> None:
+    cidrs = ["0.0.0.0/0", "10.77.0.1/32", "::/0", "fd00::/8"]
+    assert hd.penalty_exempt_cidrs(cidrs, version) == expected

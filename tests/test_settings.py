@@ -1,13 +1,11 @@
-"""tasks/settings.py: defaults, every rule, derived values, upstream lines, the docs table."""
+"""tasks/settings.py: defaults, every rule, derived values, host data, the docs table."""
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 from typing import Any
 
-import paramiko
 import pytest
 from pyinfra.api import Inventory
 
@@ -324,31 +322,6 @@ def test_tries_from_settings_computed_capped_or_fixed() -> None:
     assert from_data({**REQUIRED, "expected_backend_failure_rate": 0}).tries == 1
 
 
-def test_expected_success_rate() -> None:
-    assert from_data(REQUIRED).expected_success_rate == pytest.approx(1 - 0.2**5)
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"), [("500ms", 0.5), ("10s", 10), ("2m", 120), ("1h", 3600)]
-)
-def test_duration_in_seconds(text: str, seconds: float) -> None:
-    assert st.parse_duration(text) == seconds
-
-
-def test_seconds_of_setting() -> None:
-    s = from_data({**REQUIRED, "proxy_connect_timeout": "500ms"})
-    assert (s.seconds("proxy_connect_timeout"), s.seconds("proxy_read_timeout")) == (0.5, 10)
-
-
-@pytest.mark.parametrize(("text", "size"), [("512k", 524288), ("10m", 10485760), ("1024", 1024)])
-def test_size_in_bytes(text: str, size: int) -> None:
-    assert st.parse_size(text) == size
-
-
-def test_size_bytes_of_setting() -> None:
-    assert from_data(REQUIRED).size_bytes("client_max_body_size") == 10 * 1024 * 1024
-
-
 def test_trusted_proxies_default_to_the_load_balancer_subnets() -> None:
     assert from_data(REQUIRED).trusted_proxies == ()
     behind = from_data({**REQUIRED, "lb_subnet_cidrs": ["10.0.2.0/24", "10.0.1.0/24"]})
@@ -394,106 +367,6 @@ def test_host_port_normalised() -> None:
     assert s.upstream_servers == ("app.internal:8080", "[::1]:80")
 
 
-# --- upstream server lines --------------------------------------------------------------------
-
-
-RETRY_5XX = ("error", "timeout", "http_500", "http_502", "http_503", "http_504")
-
-
-def test_single_backend_listed_tries_times_without_max_fails() -> None:
-    lines = st.upstream_server_lines(["10.77.0.10:8080"], 5, False, RETRY_5XX)
-    assert lines == ["server 10.77.0.10:8080 max_fails=0;"] * 5
-
-
-def test_single_backend_never_gets_passive_checks() -> None:
-    lines = st.upstream_server_lines(["10.77.0.10:8080"], 2, False, ("error", "timeout"))
-    assert lines == ["server 10.77.0.10:8080 max_fails=0;"] * 2
-
-
-def test_several_backends_interleaved_to_reach_tries() -> None:
-    lines = st.upstream_server_lines(["10.0.0.1:80", "10.0.0.2:80"], 5, False, RETRY_5XX)
-    assert lines == ["server 10.0.0.1:80 max_fails=0;", "server 10.0.0.2:80 max_fails=0;"] * 3
-
-
-def test_backends_beyond_tries_listed_once() -> None:
-    backend_list = [f"10.0.0.{i}:80" for i in range(1, 8)]
-    lines = st.upstream_server_lines(backend_list, 5, False, RETRY_5XX)
-    assert lines == [f"server {b} max_fails=0;" for b in backend_list]
-
-
-@pytest.mark.parametrize("status", ["http_500", "http_502", "http_503", "http_504", "http_429"])
-def test_no_passive_checks_when_retried_statuses_count_as_failures(status: str) -> None:
-    lines = st.upstream_server_lines(["10.0.0.1:80", "10.0.0.2:80"], 2, False, ("error", status))
-    assert lines == ["server 10.0.0.1:80 max_fails=0;", "server 10.0.0.2:80 max_fails=0;"]
-
-
-def test_several_backends_passive_checks_without_retried_statuses() -> None:
-    retry_on = ("error", "timeout", "invalid_header", "http_404")
-    lines = st.upstream_server_lines(["10.0.0.1:80", "10.0.0.2:80"], 2, False, retry_on)
-    assert lines == [
-        "server 10.0.0.1:80 max_fails=3 fail_timeout=10s;",
-        "server 10.0.0.2:80 max_fails=3 fail_timeout=10s;",
-    ]
-
-
-@pytest.mark.parametrize(
-    ("has_resolve", "expected"),
-    [
-        (True, "server app.internal:8080 resolve max_fails=0;"),
-        (False, "server app.internal:8080 max_fails=0;"),
-    ],
-)
-def test_hostname_backend_resolved_only_when_nginx_has_it(has_resolve: bool, expected: str) -> None:
-    assert st.upstream_server_lines(["app.internal:8080"], 2, has_resolve, RETRY_5XX) == (
-        [expected] * 2
-    )
-
-
-def test_ip_backends_never_get_resolve() -> None:
-    lines = st.upstream_server_lines(["10.0.0.1:80", "[::1]:80"], 3, True, RETRY_5XX)
-    assert not any("resolve" in line for line in lines)
-
-
-def test_backends_from_group_addresses_on_upstream_port() -> None:
-    s = from_data(REQUIRED)
-    found = st.backends(s, ["10.77.0.10", "fd00::10", "10.77.0.10"])
-    assert found == ("10.77.0.10:8080", "[fd00::10]:8080")
-
-
-def test_backends_from_upstream_servers_first() -> None:
-    s = from_data({**REQUIRED, "upstream_servers": ["10.0.0.9:9000"]})
-    assert st.backends(s, ["10.77.0.10"]) == ("10.0.0.9:9000",)
-
-
-@pytest.mark.parametrize("address", ["10.77.0.10:8080", "bad_host", "[::1]"])
-def test_backends_refuse_bad_group_address(address: str) -> None:
-    with pytest.raises(SettingsError, match="must be an IP address or a hostname, without a port"):
-        st.backends(from_data(REQUIRED), [address])
-
-
-def test_backends_refused_when_inventory_found_none() -> None:
-    with pytest.raises(SettingsError, match="the inventory found no backend instances"):
-        st.backends(from_data(REQUIRED), [])
-
-
-def test_template_vars_hold_settings_lines_and_fact() -> None:
-    s = from_data(REQUIRED)
-    found = st.nginx_template_vars(s, ["10.77.0.10:8080"], nginx_has_resolve=False)
-    assert found == {
-        "s": s,
-        "upstream_servers": ["server 10.77.0.10:8080 max_fails=0;"] * 5,
-        "nginx_has_resolve": False,
-    }
-
-
-@pytest.mark.parametrize(
-    ("version", "has_resolve"),
-    [("1.22.1", False), ("1.26.3", False), ("1.27.2", False), ("1.27.3", True), ("1.30.0", True)],
-)
-def test_nginx_supports_resolve(version: str, has_resolve: bool) -> None:
-    assert st.nginx_supports_resolve(version) is has_resolve
-
-
 # --- pyinfra host data ------------------------------------------------------------------------
 
 
@@ -516,20 +389,16 @@ def test_for_host_error_names_the_host() -> None:
     ]
 
 
-# --- constants checked against their sources --------------------------------------------------
-
-
-def test_paramiko_algorithms_match_paramiko() -> None:
-    transport = paramiko.Transport
-    assert set(transport._preferred_ciphers) >= st.PARAMIKO_CIPHERS
-    assert set(transport._preferred_kex) >= st.PARAMIKO_KEX
-    assert set(transport._preferred_macs) >= st.PARAMIKO_MACS
-
-
-def test_nginx_signing_key_fingerprints_well_formed() -> None:
-    assert len(st.NGINX_ORG_KEY_FINGERPRINTS) == 3
-    assert all(re.fullmatch(r"[0-9A-F]{40}", f) for f in st.NGINX_ORG_KEY_FINGERPRINTS)
-    assert "573BFD6B3D8FBC641079A6ABABF5BD827BD9BF62" in st.NGINX_ORG_KEY_FINGERPRINTS
+def test_for_host_validates_once_per_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    inventory = Inventory(([("proxy-1", {}), ("proxy-2", {"listen_port": 8081})], REQUIRED))
+    calls: list[int] = []
+    real = st.from_data
+    monkeypatch.setattr(st, "from_data", lambda data: calls.append(1) or real(data))
+    one, two = inventory.get_host("proxy-1"), inventory.get_host("proxy-2")
+    first = st.for_host(one)
+    assert st.for_host(one) is first and st.for_host(two).listen_port == 8081
+    assert st.for_host(two) is st.for_host(two)
+    assert len(calls) == 2  # one validation per host, however many tasks ask
 
 
 # --- generated docs ---------------------------------------------------------------------------

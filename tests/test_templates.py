@@ -1,4 +1,4 @@
-"""templates/nginx/*.j2: rendered as pyinfra renders them, checked by content, gixy and nginx -t.
+"""templates/nginx/*.j2: rendered by the deploy's own path, checked by content, gixy and nginx -t.
 
 `nginx -t` runs only where an nginx binary is on PATH (the lab hosts run the real one after every
 change); gixy (gixy-ng, in the venv) always runs, on the whole rendered tree.
@@ -17,27 +17,28 @@ from typing import Any
 
 import pytest
 from jinja2.exceptions import UndefinedError
-from pyinfra.api.util import get_template
 
 from tasks import nginx_proxy
 from tasks import settings as st
+from tasks.activation import render
+from tasks.nginx_install import NGINX_ORG_KEYRING
 from tasks.nginx_proxy import NGINX_CONF
+from tasks.nginx_upstream import upstream
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "nginx"
 REQUIRED: dict[str, Any] = {"admin_cidrs": ["10.77.0.1/32"], "allowed_http_cidrs": ["0.0.0.0/0"]}
 MIME_TYPES = "types {\n    text/html html;\n    text/plain txt;\n}\n"
 RETRY_ON = "error timeout http_500 http_502 http_503 http_504"
 
-# name: (settings on top of REQUIRED, the inventory's ec2_backend_addresses, nginx_has_resolve)
-VARIANTS: dict[str, tuple[dict[str, Any], list[str], bool]] = {
-    "default": ({}, ["10.77.0.10"], False),
+# name: (settings on top of REQUIRED, the inventory's ec2_backend_addresses)
+VARIANTS: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "default": ({}, ["10.77.0.10"]),
     "named_behind_balancer": (
         {
             "server_names": ["proxy.example.com", "*.example.org"],
             "trusted_proxy_cidrs": ["10.0.0.0/16"],
         },
         ["10.77.0.10"],
-        False,
     ),
     "retry_post_limits_off": (
         {
@@ -49,41 +50,36 @@ VARIANTS: dict[str, tuple[dict[str, Any], list[str], bool]] = {
             "nginx_source": "nginx.org",
         },
         ["10.77.0.10"],
-        False,
     ),
-    "several_backends": ({"rate_limit_burst": 0}, ["127.0.0.1", "::1"], False),
-    "several_backends_passive": ({"retry_on": ["error", "timeout"]}, ["127.0.0.1", "::1"], False),
-    "hostname_backend": ({"upstream_servers": ["localhost:8080"]}, [], False),
-    "hostname_backend_resolve": ({"upstream_servers": ["localhost:8080"]}, [], True),
+    "several_backends": ({"rate_limit_burst": 0}, ["127.0.0.1", "::1"]),
+    "several_backends_passive": ({"retry_on": ["error", "timeout"]}, ["127.0.0.1", "::1"]),
+    "hostname_backend": ({"upstream_servers": ["localhost:8080"]}, []),
+    "hostname_backend_resolve": (
+        {"upstream_servers": ["localhost:8080"], "nginx_source": "nginx.org"},
+        [],
+    ),
     "behind_lb_subnets": (
         {"lb_subnet_cidrs": ["10.0.1.0/24", "10.0.2.0/24"], "ec2_instance_id": "i-0abc"},
         ["10.77.0.10"],
-        False,
     ),
     "dual_stack_named": (
         {"allowed_http_cidrs": ["0.0.0.0/0", "::/0"], "server_names": ["proxy.example.com"]},
         ["10.77.0.10"],
-        False,
     ),
-    "dual_stack": ({"allowed_http_cidrs": ["10.0.0.0/8", "fd00:77::/64"]}, ["10.77.0.10"], False),
+    "dual_stack": ({"allowed_http_cidrs": ["10.0.0.0/8", "fd00:77::/64"]}, ["10.77.0.10"]),
 }
 
 
-def render(name: str, **variables: Any) -> str:
-    """Render templates/nginx/NAME exactly as pyinfra's files.template does (StrictUndefined)."""
-    return get_template(str(TEMPLATES / name)).render(**variables)
-
-
-def variables(variant: str) -> dict[str, Any]:
-    data, backend_list, has_resolve = VARIANTS[variant]
-    s = st.from_data({**REQUIRED, **data})
-    return st.nginx_template_vars(s, st.backends(s, backend_list), has_resolve)
+def proxy_part(s: st.Settings, backend_addresses: list[str]) -> str:
+    """The proxy part of nginx.conf for S, as the deploy renders it."""
+    return nginx_proxy.proxy_conf(nginx_proxy.template_data(s, backend_addresses))
 
 
 def rendered(variant: str) -> tuple[str, str]:
     """(nginx.conf as installed, its proxy part alone) of a variant: the deploy's own rendering."""
-    found = variables(variant)
-    return nginx_proxy.rendered_files_from(found)[NGINX_CONF], nginx_proxy.proxy_conf(found)
+    data, backend_list = VARIANTS[variant]
+    s = st.from_data({**REQUIRED, **data})
+    return nginx_proxy.rendered_files(s, backend_list)[NGINX_CONF], proxy_part(s, backend_list)
 
 
 def render_tree(root: Path, variant: str) -> Path:
@@ -122,7 +118,7 @@ def test_template_starts_with_managed_header(name: str) -> None:
 
 def test_missing_variable_fails_render() -> None:
     with pytest.raises(UndefinedError):
-        render("proxy.conf.j2", s=st.from_data(REQUIRED), nginx_has_resolve=False)
+        render("nginx/proxy.conf.j2", s=st.from_data(REQUIRED))
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -263,7 +259,7 @@ def test_non_idempotent_only_in_opted_in_locations() -> None:
 
 def test_non_idempotent_everywhere_when_root_opted_in() -> None:
     s = st.from_data({**REQUIRED, "retry_non_idempotent_locations": ["/"]})
-    proxy = render("proxy.conf.j2", **st.nginx_template_vars(s, ["10.0.0.1:80"], False))
+    proxy = proxy_part(s, ["10.0.0.1"])
     assert f"proxy_next_upstream {RETRY_ON} non_idempotent;" in block(proxy, "location /")
     assert proxy.count("location / {") == 1
 
@@ -308,7 +304,7 @@ def test_explicit_trusted_proxies_win_over_lb_subnets() -> None:
     s = st.from_data(
         {**REQUIRED, "lb_subnet_cidrs": ["10.0.1.0/24"], "trusted_proxy_cidrs": ["10.9.0.0/16"]}
     )
-    proxy = render("proxy.conf.j2", **st.nginx_template_vars(s, ["10.0.0.1:80"], False))
+    proxy = proxy_part(s, ["10.0.0.1"])
     assert re.findall(r"^set_real_ip_from (\S+);", proxy, re.M) == ["10.9.0.0/16"]
 
 
@@ -356,7 +352,7 @@ def test_put_and_delete_get_the_same_retry_rules_as_get() -> None:
     # retry rules are the same (no `non_idempotent`), so they are retried after reaching a
     # backend. The template says so; tests/test_trust_lab.py measures it on the lab.
     s = st.from_data({**REQUIRED, "allowed_methods": ["GET", "PUT", "DELETE"]})
-    proxy = render("proxy.conf.j2", **st.nginx_template_vars(s, ["10.0.0.1:80"], False))
+    proxy = proxy_part(s, ["10.0.0.1"])
     assert "non_idempotent" not in code(proxy)
     assert f"    proxy_next_upstream {RETRY_ON};\n" in proxy
     assert "PUT and DELETE, when allowed_methods has them, ARE retried" in proxy
@@ -439,23 +435,22 @@ def test_resolve_and_resolver_only_when_nginx_has_them() -> None:
 
 def test_nginx_org_source_signed_by_its_keyring() -> None:
     text = render(
-        "nginx-org.list.j2", vendor="debian", codename="trixie", keyring=st.NGINX_ORG_KEYRING
+        "nginx/nginx-org.list.j2", vendor="debian", codename="trixie", keyring=NGINX_ORG_KEYRING
     )
     deb = [line for line in text.splitlines() if line.startswith("deb ")]
     assert deb == [
-        f"deb [signed-by={st.NGINX_ORG_KEYRING}] https://nginx.org/packages/debian trixie nginx"
+        f"deb [signed-by={NGINX_ORG_KEYRING}] https://nginx.org/packages/debian trixie nginx"
     ]
 
 
 def test_nginx_org_pinned_at_900() -> None:
-    text = render("nginx-org.pref.j2")
+    text = render("nginx/nginx-org.pref.j2")
     stanza = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert stanza == ["Package: *", "Pin: origin nginx.org", "Pin-Priority: 900"]
 
 
 # --- unattended-upgrades (templates/apt/50unattended-upgrades.j2) ---------------------------------
 
-APT_TEMPLATES = TEMPLATES.parent / "apt"
 SECURITY = "origin=Debian,codename=${distro_codename}-security,label=Debian-Security"
 NGINX_ORG = "origin=nginx,codename=${distro_codename},site=nginx.org"
 
@@ -463,7 +458,7 @@ NGINX_ORG = "origin=nginx,codename=${distro_codename},site=nginx.org"
 def unattended_origins(nginx_source: str) -> tuple[str, list[str]]:
     """(the rendered file, its Origins-Pattern entries) for NGINX_SOURCE."""
     s = st.from_data({**REQUIRED, "nginx_source": nginx_source})
-    text = get_template(str(APT_TEMPLATES / "50unattended-upgrades.j2")).render(s=s)
+    text = render("apt/50unattended-upgrades.j2", s=s)
     found = re.search(r"^Unattended-Upgrade::Origins-Pattern \{\n(.*?)^\};", text, re.M | re.S)
     assert found, "no Origins-Pattern block"
     return text, re.findall(r'^\s*"([^"]*)";', found.group(1), re.M)
@@ -548,7 +543,9 @@ def test_nginx_accepts_config(variant: str, tmp_path: Path) -> None:
     binary = shutil.which("nginx")
     if binary is None:
         pytest.skip("no nginx binary on PATH (the lab hosts run nginx -t on every change)")
-    if VARIANTS[variant][2] and _nginx_version(binary) < st.NGINX_RESOLVE_SINCE:
+    data, backend_list = VARIANTS[variant]
+    shaped = upstream(st.from_data({**REQUIRED, **data}), backend_list)
+    if shaped.resolve and _nginx_version(binary) < (1, 27, 3):  # open-source `resolve`: 1.27.3+
         pytest.skip("`resolve` needs nginx 1.27.3+")
     config = render_tree(tmp_path, variant)
     _testable(config)

@@ -741,7 +741,7 @@ if [ "$1" = output ]; then echo "{\\"lb_subnet_cidrs\\": {\\"value\\": $FAKE_LB_
 
 
 def test_terraform_wrapper_passes_state_credentials_and_firewall_lists(tmp_path):
-    for part in ("tools", "terraform", "group_data"):
+    for part in ("tools", "tasks", "terraform", "group_data"):
         shutil.copytree(REPO / part, tmp_path / part, ignore=shutil.ignore_patterns(".terraform"))
     bindir = tmp_path / "bin"
     bindir.mkdir()
@@ -782,7 +782,7 @@ def test_terraform_wrapper_passes_state_credentials_and_firewall_lists(tmp_path)
 def test_terraform_apply_checks_the_lb_subnets_against_group_data(tmp_path, subnets, status):
     """After the apply, the load balancer's subnets must be group_data's lb_subnet_cidrs (issue 13
     item 2): a mismatch fails the apply's job, before any deploy, with the line to write."""
-    for part in ("tools", "terraform", "group_data"):
+    for part in ("tools", "tasks", "terraform", "group_data"):
         shutil.copytree(REPO / part, tmp_path / part, ignore=shutil.ignore_patterns(".terraform"))
     bindir = tmp_path / "bin"
     bindir.mkdir()

@@ -3,10 +3,14 @@
     python3 tools/firewall_tfvars.py group_data/env_production.py terraform/firewall.tfvars.json
 
 Reads `admin_cidrs` and `allowed_http_cidrs` from an environment's group_data file and writes them
-as a Terraform variables file (JSON) with the same names. The file is read with `ast`, nothing in
-it runs: tools/terraform.sh calls this in the Terraform image, which has a bare python3 and no
-pyinfra. A list the file does not set is left out, so Terraform's other inputs (tfvars, TF_VAR_*)
-provide it. Exit 2 when a list is not a literal list of strings, or the file cannot be read.
+as a Terraform variables file (JSON) with the same names. The file is loaded as pyinfra loads
+group data (run, then its top-level names, less those its imports bind) and its settings are
+checked by the deploy's own rules (tasks/settings.py), so Terraform gets exactly the networks
+nftables gets, and a setting the deploy would refuse stops Terraform with the deploy's message.
+tools/terraform.sh calls this in the Terraform image, which has a bare python3 and no pyinfra:
+tasks/settings.py imports without it. A list the file does not set is left out, so Terraform's
+other inputs (tfvars, TF_VAR_*) provide it. Exit 2 when the file cannot be run or its settings
+are refused.
 
 The other direction, after an apply: the deploy's `lb_subnet_cidrs` (the default trusted proxies)
 must be the networks Terraform's load balancer connects from.
@@ -25,6 +29,13 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script (tools/terraform.sh): the deploy's modules
+    sys.path.insert(0, str(REPO))
+
+from tasks.settings import SettingsError, group_data_values  # noqa: E402
 
 # group_data name -> Terraform variable name (the same on purpose)
 LISTS = {"admin_cidrs": "admin_cidrs", "allowed_http_cidrs": "allowed_http_cidrs"}
@@ -35,34 +46,37 @@ class ListError(Exception):
 
 
 def read_lists(path: Path, names: Sequence[str] = tuple(LISTS)) -> dict[str, list[str]]:
-    """The lists NAMES (default: the firewall lists) assigned at the top level of `path`, under
-    their Terraform variable names."""
+    """The lists NAMES (default: the firewall lists) that the group_data file `path` sets, as the
+    deploy's checks convert them, under their Terraform variable names."""
     try:
-        tree = ast.parse(path.read_text(), filename=str(path))
-    except (OSError, SyntaxError) as e:
-        raise ListError(f"cannot read {path}: {e}") from None
-    found: dict[str, list[str]] = {}
+        values = group_data_values(group_data(path, names))
+    except SettingsError as error:
+        raise ListError(f"invalid settings in {path}:\n{error}") from None
+    return {LISTS.get(name, name): list(values[name]) for name in names if name in values}
+
+
+def group_data(path: Path, names: Sequence[str] = tuple(LISTS)) -> dict[str, Any]:
+    """The data pyinfra takes from the group_data file `path`: the names it defines at top level
+    when run, less `__*` and the names its import statements bind (pyinfra_cli's
+    _get_group_data). NAMES: what is being read, for the error message."""
+    try:
+        source = path.read_text()
+        imported = _imported_names(ast.parse(source, filename=str(path)))
+        found: dict[str, Any] = {"__file__": str(path)}
+        exec(compile(source, str(path), "exec"), found)
+    except Exception as e:  # anything the file raises: it cannot give its settings
+        raise ListError(f"cannot run {path} to read {', '.join(names)}: {e!r}") from None
+    return {k: v for k, v in found.items() if not k.startswith("__") and k not in imported}
+
+
+def _imported_names(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
     for node in tree.body:
-        if isinstance(node, ast.Assign):
-            targets, value = node.targets, node.value
-        elif isinstance(node, ast.AnnAssign) and node.value is not None:
-            targets, value = [node.target], node.value
-        else:
-            continue
-        for target in targets:
-            if not (isinstance(target, ast.Name) and target.id in names):
-                continue
-            try:
-                items = ast.literal_eval(value)
-            except ValueError:
-                raise ListError(
-                    f"{path}: {target.id} must be a literal list of CIDR strings "
-                    "(Terraform reads it without running the file)"
-                ) from None
-            if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
-                raise ListError(f"{path}: {target.id} = {items!r} is not a list of strings")
-            found[LISTS.get(target.id, target.id)] = list(items)
-    return found
+        if isinstance(node, ast.Import):
+            names.update(alias.asname or alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names.update(alias.asname or alias.name for alias in node.names if alias.name != "*")
+    return names
 
 
 def terraform_lb_subnets(path: Path) -> list[str]:
