@@ -221,7 +221,7 @@ def kill_deploy_when(
     deadline = time.monotonic() + timeout
     try:
         while proc.poll() is None and time.monotonic() < deadline:
-            if core.exec_in_lab(host, ["sh", "-c", condition]).returncode == 0:
+            if core.run_in(host, ["sh", "-c", condition]).returncode == 0:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
                 return "killed"

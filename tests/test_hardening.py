@@ -112,7 +112,9 @@ def test_methods_the_application_does_not_use_are_refused(deployed, proxies):
 
 def test_live_nginx_configuration_passes_gixy(deployed, proxies, tmp_path):
     for node in proxies:
-        archive = core.exec_command_bytes(node.name, ["tar", "-C", "/etc", "-cf", "-", "nginx"])
+        archive = core.run_in(
+            node.name, ["tar", "-C", "/etc", "-cf", "-", "nginx"], text=False, check=True
+        ).stdout
         target = tmp_path / node.name
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             tar.extractall(target, filter="data")

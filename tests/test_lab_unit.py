@@ -1,6 +1,9 @@
-"""The lab's own checks, without a lab: clear refusals before anything is made."""
+"""The lab's own code, without a lab: clear refusals before anything is made, and how a command
+reaches a lab host (`core.run_in`)."""
 
 from __future__ import annotations
+
+import subprocess
 
 import pytest
 
@@ -67,3 +70,33 @@ def test_inotify_limit_is_never_lowered(tmp_path, monkeypatch):
     limits.restore(lab_state)
     assert knob.read_text() == "8192\n"
     assert "inotify_instances_before" not in lab_state
+
+
+def test_run_in_runs_in_the_members_namespace_and_passes_text_and_check(monkeypatch):
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append((cmd, kwargs))
+        return subprocess.CompletedProcess(
+            cmd, 0, stdout=b"" if not kwargs["text"] else "", stderr=""
+        )
+
+    monkeypatch.setattr(core.state, "load", lambda: {"leaders": {}})
+    monkeypatch.setattr(core.hosts.subprocess, "run", fake_run)
+    core.run_in("app-1", ["true"])
+    core.run_in("app-1", ["true"], text=False, check=True)
+    assert [c for c, _ in calls] == [["ip", "netns", "exec", "plab-app-1", "true"]] * 2
+    assert [(k["text"], k["check"], k["capture_output"]) for _, k in calls] == [
+        (True, False, True),
+        (False, True, True),
+    ]
+
+
+def test_deprecated_exec_wrappers_are_run_in(monkeypatch):
+    done = subprocess.CompletedProcess(["x"], 0, stdout="out", stderr="")
+    seen = []
+    monkeypatch.setattr(core, "run_in", lambda name, cmd, **kw: seen.append(kw) or done)
+    assert core.exec_command_output("proxy-1", ["x"]) == "out"
+    assert core.exec_command_bytes("proxy-1", ["x"]) == "out"
+    assert core.exec_in_lab("proxy-1", ["x"]) is done
+    assert seen == [{}, {"text": False, "check": True}, {}]

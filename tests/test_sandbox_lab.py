@@ -55,7 +55,7 @@ def test_sandboxed_nginx_reloads_rotates_its_logs_and_serves(deployed, proxies):
     before = master_pid(node.name)
     on_host(node.name, "systemctl reload nginx")
     assert master_pid(node.name) == before  # a reload, not a restart
-    rotated = core.exec_in_lab(node.name, ["logrotate", "-f", "/etc/logrotate.d/nginx"])
+    rotated = core.run_in(node.name, ["logrotate", "-f", "/etc/logrotate.d/nginx"])
     assert rotated.returncode == 0, rotated.stderr
     # nginx reopens its logs on logrotate's signal (the workers a moment after the master):
     # requests then land in the new file.
@@ -70,7 +70,7 @@ def test_sandboxed_nginx_reloads_rotates_its_logs_and_serves(deployed, proxies):
     errors = on_host(node.name, "cat /var/log/nginx/error.log /var/log/nginx/error.log.1")
     assert not re.search(r"Permission denied|Operation not permitted|\(13:|\(1:", errors)
     # The sandboxed shipper reads the rotated file as its own user (group adm).
-    shipped = core.exec_in_lab(node.name, ["systemctl", "start", "proxy-log-shipping.service"])
+    shipped = core.run_in(node.name, ["systemctl", "start", "proxy-log-shipping.service"])
     assert shipped.returncode == 0, on_host(
         node.name, "journalctl -u proxy-log-shipping.service -n 20 --no-pager"
     )
@@ -109,7 +109,7 @@ def test_sandbox_that_breaks_nginx_is_rolled_back_and_nginx_keeps_serving(deploy
     on_host(node.name, f"printf '%s' {shlex.quote(bad)} > {DROPIN}")
     settings = SimpleNamespace(listen_port=80)  # all the command reads
     command = "systemctl daemon-reload && " + sandbox.restart_or_roll_back_command(settings)
-    failed = core.exec_in_lab(node.name, ["sh", "-c", command])
+    failed = core.run_in(node.name, ["sh", "-c", command])
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "the previous one is back" in failed.stderr
     assert on_host(node.name, f"cat {DROPIN}") == good
