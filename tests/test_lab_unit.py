@@ -9,6 +9,7 @@ import pytest
 
 from lab import __main__ as cli
 from lab import config, core
+from lab.testinfra_host import lab_host
 
 
 def test_preflight_refuses_without_root(monkeypatch):
@@ -100,3 +101,21 @@ def test_deprecated_exec_wrappers_are_run_in(monkeypatch):
     assert core.exec_command_bytes("proxy-1", ["x"]) == "out"
     assert core.exec_in_lab("proxy-1", ["x"]) is done
     assert seen == [{}, {"text": False, "check": True}, {}]
+
+
+def test_testinfra_host_runs_its_commands_through_run_in(monkeypatch, tmp_path):
+    """testinfra's quoting reaches run_in as one `sh -c` argument (run here on this machine)."""
+    seen = []
+
+    def local_run_in(name, cmd, **kwargs):
+        seen.append((name, cmd[:2], kwargs))
+        return subprocess.run(cmd, capture_output=True, text=kwargs.get("text", True))
+
+    monkeypatch.setattr(core, "run_in", local_run_in)
+    (tmp_path / "a file").write_text("NTP=169.254.169.123\n")
+    host = lab_host("proxy-1")
+    assert host.file(str(tmp_path / "a file")).contains("^NTP=")
+    assert host.run("echo %s", "two words; not a command").stdout == "two words; not a command\n"
+    assert {(name, tuple(cmd), kwargs["text"]) for name, cmd, kwargs in seen} == {
+        ("proxy-1", ("/bin/sh", "-c"), False)
+    }
