@@ -1,5 +1,6 @@
 """Audit rules (issue 12, tasks/auditd.py): what they watch, the package only when enabled,
-skipped (not failed) in a container. Fast unit tests; on the lab: tests/test_sandbox_lab.py."""
+skipped (not failed) in a container. Fast unit tests; on the lab:
+tests/test_host_controls_lab.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Host controls (issue 12, tasks/host_controls.py): the module blacklist, login.defs, needrestart,
 the legal banner, their templates and the settings they read. Fast unit tests; on the lab:
-tests/test_sandbox_lab.py."""
+tests/test_host_controls_lab.py."""
 
 from __future__ import annotations
 

@@ -1,10 +1,12 @@
-"""ssh-audit policies on the lab (issue 12): the repository's policies pass on both suites, and
-ssh-audit's built-in "Hardened Debian" policies fail only on the entries those policies change.
+"""sshd as the deploy configures it (tasks/sshd.py) on the lab (issues 5 and 12): the deploy's
+user still logs in with sudo, `sshd -T` shows the hardened values, ssh-audit finds no failure,
+the repository's ssh-audit policies pass on both suites, and ssh-audit's built-in "Hardened
+Debian" policies fail only on the entries those policies change.
 
 The policies are tests/data/ssh-audit/proxy-debian12.txt and proxy-debian13.txt: the built-in ones
 with each difference commented (the KEX paramiko and OpenSSH 9.2 need, RSA host keys of 3072
-bits since the deploy never replaces a host key). Runs after the first deploy (LAB_STAGE 21).
-A unit test checks that the policies differ from the built-in ones in those entries only.
+bits since the deploy never replaces a host key); tests/test_sshd.py checks that they differ from
+the built-in ones in those entries only. Runs after the first deploy (LAB_STAGE 20).
 """
 
 from __future__ import annotations
@@ -14,15 +16,12 @@ import subprocess
 
 import pytest
 from conftest import REPO
-from ssh_audit.builtin_policies import BUILTIN_POLICIES
-from ssh_audit.policy import Policy
+from test_deploy import on_host
+from test_lab import ssh
+from test_sshd import POLICIES, SUITES
 
-LAB_STAGE = 21
-POLICIES = REPO / "tests/data/ssh-audit"
-SUITES = {
-    "bookworm": ("proxy-debian12.txt", "Hardened Debian 12 (version 3)"),
-    "trixie": ("proxy-debian13.txt", "Hardened Debian 13 (version 1)"),
-}
+pytestmark = pytest.mark.lab
+LAB_STAGE = 20
 # The entries each of our policies changes (commented in the files), as ssh-audit names them
 # when the built-in policy fails on them.
 CHANGED = {
@@ -49,47 +48,6 @@ def audit(address: str, policy: str) -> dict:
         raise AssertionError(f"ssh-audit said: {run.stdout}{run.stderr}") from None
 
 
-def _fields(policy: Policy) -> dict:
-    return {
-        "host keys": policy._host_keys,
-        "optional host keys": policy._optional_host_keys,
-        "kex": policy._kex,
-        "ciphers": policy._ciphers,
-        "macs": policy._macs,
-        "host key sizes": {k: v["hostkey_size"] for k, v in (policy._hostkey_sizes or {}).items()},
-        "dh modulus sizes": policy._dh_modulus_sizes,
-        "allow larger keys": policy._allow_larger_keys,
-    }
-
-
-@pytest.mark.parametrize("suite", SUITES)
-def test_our_policy_differs_from_the_builtin_only_in_the_commented_entries(suite: str) -> None:
-    ours_file, builtin_name = SUITES[suite]
-    ours = _fields(Policy(policy_file=str(POLICIES / ours_file)))
-    builtin = {
-        "host keys": BUILTIN_POLICIES[builtin_name]["host_keys"],
-        "optional host keys": BUILTIN_POLICIES[builtin_name]["optional_host_keys"],
-        "kex": BUILTIN_POLICIES[builtin_name]["kex"],
-        "ciphers": BUILTIN_POLICIES[builtin_name]["ciphers"],
-        "macs": BUILTIN_POLICIES[builtin_name]["macs"],
-        "host key sizes": {
-            k: v["hostkey_size"]
-            for k, v in BUILTIN_POLICIES[builtin_name]["hostkey_sizes"].items()
-            if not k.startswith("sk-")
-        },
-        "dh modulus sizes": BUILTIN_POLICIES[builtin_name]["dh_modulus_sizes"],
-        "allow larger keys": False,
-    }
-    differ = {key for key in ours if ours[key] != builtin[key]}
-    expected = {"kex", "host key sizes", "allow larger keys"}
-    if suite == "bookworm":
-        expected.add("macs")
-    assert differ == expected
-    rsa = {k: v for k, v in ours["host key sizes"].items() if k.startswith("rsa")}
-    assert set(rsa.values()) == {3072}
-
-
-@pytest.mark.lab
 @pytest.mark.parametrize("suite", SUITES)
 def test_proxies_pass_our_policy_and_fail_the_builtin_only_where_it_differs(
     deployed, proxies, suite
@@ -106,3 +64,49 @@ def test_proxies_pass_our_policy_and_fail_the_builtin_only_where_it_differs(
     )
     assert ours["passed"], ours.get("errors")
     assert set(failed) <= CHANGED[suite], builtin.get("errors")
+
+
+def test_admin_address_still_logs_in_with_sudo(deployed, proxies):
+    for node in proxies:
+        assert ssh(node, "sudo -n true").returncode == 0, node.name
+
+
+def test_sshd_runs_with_the_hardened_values(deployed, proxies):
+    expected = {
+        "permitrootlogin": "no",
+        "passwordauthentication": "no",
+        "kbdinteractiveauthentication": "no",
+        "pubkeyauthentication": "yes",
+        "x11forwarding": "no",
+        "allowtcpforwarding": "no",
+        "allowagentforwarding": "no",
+        "permittunnel": "no",
+        "maxauthtries": "3",
+        "logingracetime": "30",
+        "loglevel": "VERBOSE",
+        "allowusers": "admin",
+    }
+    for node in proxies:
+        lines = on_host(node.name, "sshd -T").splitlines()
+        effective = dict(line.split(" ", 1) for line in lines if " " in line)
+        assert {k: effective.get(k) for k in expected} == expected, node.name
+
+
+def test_ssh_audit_reports_no_failure_on_any_proxy(deployed, proxies):
+    for node in proxies:
+        audit = subprocess.run(
+            [str(REPO / ".venv/bin/ssh-audit"), "-j", node.address],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        report = json.loads(audit.stdout)
+        failing = [
+            entry.get("algorithm")
+            for kind in ("kex", "key", "enc", "mac")
+            for entry in report.get(kind, [])
+            if entry.get("notes", {}).get("fail")
+        ]
+        assert failing == [], f"{node.name}: {failing}"
+        assert "critical" not in report.get("recommendations", {}), node.name
+        assert report.get("cves") == [], node.name

@@ -1,6 +1,6 @@
 """tasks/sysctl.py and the `sysctl_overrides` setting: pinned keys are refused at any other
 value; the live values compare as the fact reports them. Fast unit tests; on the lab:
-tests/test_hardening.py (a changed key repaired by one run)."""
+tests/test_drift_lab.py (a changed key repaired by one run)."""
 
 from __future__ import annotations
 
