@@ -41,7 +41,7 @@ from inventories.loader import load_inventory, pyinfra_groups_or_exit
 from inventories.settings import SETTINGS, InventorySettings, settings_table_markdown
 from tools.rollout import parse_inventory_json
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 REGION = "eu-west-1"
 OTHER_REGION = "us-east-1"
 AMI = "ami-12c6146b"  # any id: moto does not validate AMIs by default
