@@ -260,23 +260,33 @@ def can_connect(source: str, address: str, port: int, timeout: float = 2.0) -> b
     return subprocess.run(cmd, capture_output=True).returncode == 0
 
 
+def run_in(
+    name: str, cmd: list[str], *, text: bool = True, check: bool = False
+) -> subprocess.CompletedProcess:
+    """Run CMD as root inside lab member NAME; the completed process, stdout and stderr captured.
+
+    text=False gives bytes (e.g. a tar stream); check=True raises CalledProcessError when CMD
+    fails. The one way tests, benchmarks and tools run a command on a lab host (without a TTY;
+    `exec_command` is the interactive one behind `python -m lab exec`).
+    """
+    return hosts.exec_in(name, state.load(), cmd, text=text, check=check)
+
+
+# Deprecated aliases of run_in: bench/ and tests/test_log_shipping.py (other branches) still call
+# them. Remove once those callers use run_in.
 def exec_command_output(name: str, cmd: list[str]) -> str:
-    """Run CMD inside lab member NAME as root; its standard output (stderr is dropped)."""
-    lab_state = state.load()
-    return hosts.exec_in(name, lab_state, cmd).stdout
+    """Deprecated: `run_in(name, cmd).stdout`."""
+    return run_in(name, cmd).stdout
 
 
 def exec_command_bytes(name: str, cmd: list[str]) -> bytes:
-    """Run CMD inside lab member NAME as root; its standard output as bytes (e.g. a tar stream)."""
-    lab_state = state.load()
-    return subprocess.run(
-        hosts.command_for(name, lab_state, cmd), capture_output=True, check=True
-    ).stdout
+    """Deprecated: `run_in(name, cmd, text=False, check=True).stdout`."""
+    return run_in(name, cmd, text=False, check=True).stdout
 
 
 def exec_in_lab(name: str, cmd: list[str]) -> subprocess.CompletedProcess:
-    """Run CMD inside lab member NAME as root; the completed process (output captured)."""
-    return hosts.exec_in(name, state.load(), cmd)
+    """Deprecated: `run_in(name, cmd)`."""
+    return run_in(name, cmd)
 
 
 def reboot(name: str) -> None:

@@ -171,10 +171,13 @@ def _port_open(address: str, port: int) -> bool:
         return False
 
 
-def exec_in(name: str, lab_state: dict, cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
-    """Run CMD as root inside lab member NAME (container or bare namespace)."""
+def exec_in(
+    name: str, lab_state: dict, cmd: list[str], *, text: bool = True, check: bool = False
+) -> subprocess.CompletedProcess:
+    """Run CMD as root inside lab member NAME (container or bare namespace), output captured
+    (as str, or bytes with text=False); check=True raises CalledProcessError on a failure."""
     return subprocess.run(
-        command_for(name, lab_state, cmd), text=True, capture_output=True, **kwargs
+        command_for(name, lab_state, cmd), text=text, capture_output=True, check=check
     )
 
 

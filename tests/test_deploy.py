@@ -23,7 +23,7 @@ PROXY_LOG = "/var/log/nginx/proxy_access.log"
 
 
 def on_host(name: str, command: str) -> str:
-    return core.exec_command_output(name, ["sh", "-c", command])
+    return core.run_in(name, ["sh", "-c", command]).stdout
 
 
 def sha1_of(name: str, path: str) -> str:

@@ -1,6 +1,7 @@
 """Drift you can trust (issue 10), on the lab: what the services run, not only their files; runs
 killed mid-change and hosts rebooted after; drift reports with diffs, one line per live-state
-mismatch, and validation of the repair.
+mismatch, and validation of the repair; hardening drift (firewall, sshd_config, sysctl,
+login.defs, module blacklist) repaired by one run.
 
 Drift detection is the real `python -m tools.rollout drift` (pyinfra --dry through the real
 inventory); repairs are real deploys; kills are SIGKILLs of the real pyinfra process, timed by
@@ -221,7 +222,7 @@ def kill_deploy_when(
     deadline = time.monotonic() + timeout
     try:
         while proc.poll() is None and time.monotonic() < deadline:
-            if core.exec_in_lab(host, ["sh", "-c", condition]).returncode == 0:
+            if core.run_in(host, ["sh", "-c", condition]).returncode == 0:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
                 return "killed"
@@ -315,3 +316,37 @@ def test_unconfirmed_sshd_config_is_rolled_back_at_boot_and_by_the_timer(
         assert_converged(lab_env, node.name)
     finally:
         converge(lab_env, node.name)
+
+
+HARDENING_DRIFTS = {
+    "firewall flushed": ("nft flush ruleset", "Load the inet proxy_firewall table"),
+    "sshd_config edited": (
+        "echo 'X11Forwarding yes' >> /etc/ssh/sshd_config",
+        "Install /etc/ssh/sshd_config",
+    ),
+    "sysctl changed": (
+        "sysctl -qw net.ipv4.conf.all.accept_redirects=1",
+        "Apply the sysctl settings to the running kernel",
+    ),
+    "login.defs umask reset": (
+        "sed -i 's/^UMASK.*/UMASK 022/' /etc/login.defs",
+        "Set UMASK in /etc/login.defs",
+    ),
+    "module blacklist removed": (
+        "rm /etc/modprobe.d/proxy-blacklist.conf",
+        "Install /etc/modprobe.d/proxy-blacklist.conf",
+    ),
+}
+
+
+@pytest.mark.parametrize("drift", HARDENING_DRIFTS)
+def test_hardening_drift_is_repaired_by_one_rerun(deployed, lab_env, proxies, drift):
+    node = proxies[0]
+    command, repairing_op = HARDENING_DRIFTS[drift]
+    on_host(node.name, command)
+    repair = run_deploy(lab_env, "--limit", node.name)
+    assert repair.returncode == 0, repair.output[-3000:]
+    changed = repair.changed()
+    assert any(repairing_op in name for name in changed), changed
+    assert repair.changed_hosts() == {node.name}
+    assert run_deploy(lab_env, "--limit", node.name).changed() == {}

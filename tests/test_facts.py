@@ -74,3 +74,11 @@ def test_stock_facts_with_quoted_commands_are_bundled_as_their_raw_command():
     [(status, lines)] = run_bundle((command,))
     assert status == 0
     assert Sysctl().process(lines) == {"kernel.ostype": "Linux"}
+
+
+def test_managed_files_fact_reads_hash_mode_and_path_and_skips_junk():
+    output = [f"{'a' * 40} 600 /etc/default/proxy-log-shipping", f"{'b' * 40} 644 /etc/x y", ""]
+    assert ManagedFiles().process(output) == {
+        "/etc/default/proxy-log-shipping": ("a" * 40, "600"),
+        "/etc/x y": ("b" * 40, "644"),
+    }

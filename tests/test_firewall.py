@@ -1,5 +1,5 @@
 """The nftables.service drop-in (issue 13 item 9): stopping the unit deletes only the deploy's
-table, never `nft flush ruleset`. Its behaviour on real hosts: tests/test_nftables_lab.py."""
+table, never `nft flush ruleset`. Its behaviour on real hosts: tests/test_firewall_lab.py."""
 
 from __future__ import annotations
 

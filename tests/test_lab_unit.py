@@ -1,11 +1,15 @@
-"""The lab's own checks, without a lab: clear refusals before anything is made."""
+"""The lab's own code, without a lab: clear refusals before anything is made, and how a command
+reaches a lab host (`core.run_in`)."""
 
 from __future__ import annotations
+
+import subprocess
 
 import pytest
 
 from lab import __main__ as cli
 from lab import config, core
+from lab.testinfra_host import lab_host
 
 
 def test_preflight_refuses_without_root(monkeypatch):
@@ -67,3 +71,51 @@ def test_inotify_limit_is_never_lowered(tmp_path, monkeypatch):
     limits.restore(lab_state)
     assert knob.read_text() == "8192\n"
     assert "inotify_instances_before" not in lab_state
+
+
+def test_run_in_runs_in_the_members_namespace_and_passes_text_and_check(monkeypatch):
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append((cmd, kwargs))
+        return subprocess.CompletedProcess(
+            cmd, 0, stdout=b"" if not kwargs["text"] else "", stderr=""
+        )
+
+    monkeypatch.setattr(core.state, "load", lambda: {"leaders": {}})
+    monkeypatch.setattr(core.hosts.subprocess, "run", fake_run)
+    core.run_in("app-1", ["true"])
+    core.run_in("app-1", ["true"], text=False, check=True)
+    assert [c for c, _ in calls] == [["ip", "netns", "exec", "plab-app-1", "true"]] * 2
+    assert [(k["text"], k["check"], k["capture_output"]) for _, k in calls] == [
+        (True, False, True),
+        (False, True, True),
+    ]
+
+
+def test_deprecated_exec_wrappers_are_run_in(monkeypatch):
+    done = subprocess.CompletedProcess(["x"], 0, stdout="out", stderr="")
+    seen = []
+    monkeypatch.setattr(core, "run_in", lambda name, cmd, **kw: seen.append(kw) or done)
+    assert core.exec_command_output("proxy-1", ["x"]) == "out"
+    assert core.exec_command_bytes("proxy-1", ["x"]) == "out"
+    assert core.exec_in_lab("proxy-1", ["x"]) is done
+    assert seen == [{}, {"text": False, "check": True}, {}]
+
+
+def test_testinfra_host_runs_its_commands_through_run_in(monkeypatch, tmp_path):
+    """testinfra's quoting reaches run_in as one `sh -c` argument (run here on this machine)."""
+    seen = []
+
+    def local_run_in(name, cmd, **kwargs):
+        seen.append((name, cmd[:2], kwargs))
+        return subprocess.run(cmd, capture_output=True, text=kwargs.get("text", True))
+
+    monkeypatch.setattr(core, "run_in", local_run_in)
+    (tmp_path / "a file").write_text("NTP=169.254.169.123\n")
+    host = lab_host("proxy-1")
+    assert host.file(str(tmp_path / "a file")).contains("^NTP=")
+    assert host.run("echo %s", "two words; not a command").stdout == "two words; not a command\n"
+    assert {(name, tuple(cmd), kwargs["text"]) for name, cmd, kwargs in seen} == {
+        ("proxy-1", ("/bin/sh", "-c"), False)
+    }

@@ -2,6 +2,8 @@
 the same `make` targets, the real inventory over the fake EC2, the real deploy over SSH.
 
 LAB_STAGE 40: after the deploy and hardening tests, with the fleet converged.
+The module deploys once (`fleet_sha`); the tests run in file order and each leaves the fleet
+converged (and asserts it), except the last, which leaves drift on purpose.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import pytest
 from conftest import REPO, run_deploy
 from test_deploy import on_host, sha1_of
 
-from lab import core
+from lab import config, core
 
 pytestmark = pytest.mark.lab
 LAB_STAGE = 40
@@ -64,12 +66,33 @@ def drift_everywhere(proxies) -> None:
         on_host(node.name, f"echo '# hand edit' >> {MANAGED}")
 
 
-@pytest.fixture
-def converged(deployed, lab_env, proxies):
-    """Every proxy as the deploy wants it before the test (the next test's setup converges
-    again, so one deploy per test is enough); the sha of MANAGED."""
+def managed_shas(proxies: list[config.Node]) -> dict[str, str]:
+    """Each proxy's sha of MANAGED."""
+    return {node.name: sha1_of(node.name, MANAGED) for node in proxies}
+
+
+@pytest.fixture(scope="module")
+def fleet_sha(deployed, lab_env, lab) -> str:
+    """Deploys once for the module: every proxy as the deploy wants it; the sha of MANAGED.
+
+    The earlier stages leave the fleet in their own states (one host deployed with other data
+    and back, ...), so the module starts from a converge of its own."""
     assert run_deploy(lab_env).returncode == 0
-    yield sha1_of(proxies[0].name, MANAGED)
+    first_proxy = next(n for n in core.members_of(lab) if n.role == "reverse-proxy")
+    return sha1_of(first_proxy.name, MANAGED)
+
+
+@pytest.fixture
+def converged(fleet_sha, lab_env, proxies):
+    """Every proxy as the deploy wants it before the test; the sha of MANAGED.
+
+    The tests leave the fleet converged (and assert it) except the last, so this deploys again
+    only when a proxy's MANAGED differs (a test failed midway, or ran alone after one that
+    leaves drift): every test still starts from a converged fleet, without a deploy per test."""
+    if set(managed_shas(proxies).values()) != {fleet_sha}:
+        assert run_deploy(lab_env).returncode == 0
+        assert set(managed_shas(proxies).values()) == {fleet_sha}
+    yield fleet_sha
     for node in proxies:
         on_host(node.name, f"nft delete table {SABOTAGE} 2>/dev/null || true")
 

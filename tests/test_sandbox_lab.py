@@ -1,9 +1,8 @@
-"""Service sandboxes and host controls on the lab (issue 12), on both Debian suites.
+"""Service sandboxes (tasks/sandbox.py) on the lab (issue 12), on both Debian suites.
 
 Runs after the first deploy and the hardening tests (LAB_STAGE 21): the `deployed` fixture has
-converged every proxy, sandboxes and host controls included. Prints what an outside auditor
-would: `systemd-analyze security` exposure of nginx and the log shipper per suite, and which host
-controls are active and which only persisted (a container shares the machine's kernel).
+converged every proxy, sandboxes included. Prints what an outside auditor would:
+`systemd-analyze security` exposure of nginx and the log shipper per suite.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from types import SimpleNamespace
 import pytest
 from conftest import run_deploy
 from test_deploy import on_host
-from test_lab import ssh
 
 from lab import core
 from tasks import sandbox
@@ -55,7 +53,7 @@ def test_sandboxed_nginx_reloads_rotates_its_logs_and_serves(deployed, proxies):
     before = master_pid(node.name)
     on_host(node.name, "systemctl reload nginx")
     assert master_pid(node.name) == before  # a reload, not a restart
-    rotated = core.exec_in_lab(node.name, ["logrotate", "-f", "/etc/logrotate.d/nginx"])
+    rotated = core.run_in(node.name, ["logrotate", "-f", "/etc/logrotate.d/nginx"])
     assert rotated.returncode == 0, rotated.stderr
     # nginx reopens its logs on logrotate's signal (the workers a moment after the master):
     # requests then land in the new file.
@@ -70,7 +68,7 @@ def test_sandboxed_nginx_reloads_rotates_its_logs_and_serves(deployed, proxies):
     errors = on_host(node.name, "cat /var/log/nginx/error.log /var/log/nginx/error.log.1")
     assert not re.search(r"Permission denied|Operation not permitted|\(13:|\(1:", errors)
     # The sandboxed shipper reads the rotated file as its own user (group adm).
-    shipped = core.exec_in_lab(node.name, ["systemctl", "start", "proxy-log-shipping.service"])
+    shipped = core.run_in(node.name, ["systemctl", "start", "proxy-log-shipping.service"])
     assert shipped.returncode == 0, on_host(
         node.name, "journalctl -u proxy-log-shipping.service -n 20 --no-pager"
     )
@@ -109,7 +107,7 @@ def test_sandbox_that_breaks_nginx_is_rolled_back_and_nginx_keeps_serving(deploy
     on_host(node.name, f"printf '%s' {shlex.quote(bad)} > {DROPIN}")
     settings = SimpleNamespace(listen_port=80)  # all the command reads
     command = "systemctl daemon-reload && " + sandbox.restart_or_roll_back_command(settings)
-    failed = core.exec_in_lab(node.name, ["sh", "-c", command])
+    failed = core.run_in(node.name, ["sh", "-c", command])
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "the previous one is back" in failed.stderr
     assert on_host(node.name, f"cat {DROPIN}") == good
@@ -117,41 +115,3 @@ def test_sandbox_that_breaks_nginx_is_rolled_back_and_nginx_keeps_serving(deploy
     result = core.traffic("loadgen", f"http://{node.address}/pets/8", requests=3)
     assert result["outcomes"].get("200") == 3, result
     assert exposure(node.name, "nginx.service") <= GOALS["nginx.service"]
-
-
-def test_host_controls_are_active_or_persisted(deployed, proxies):
-    """Active: what a new login or the package system shows. Persisted only: what the machine's
-    kernel decides (a container cannot load or refuse modules)."""
-    report = []
-    for node in proxies:
-        login = ssh(node, "umask; ulimit -Hc")
-        assert login.returncode == 0, login.stderr
-        umask, core_limit = login.stdout.split()
-        assert "Authorised access only" in login.stderr  # sshd's Banner, before authentication
-        # 0027, or 0007 where pam_umask's usergroups rule (USERGROUPS_ENAB) gives the group the
-        # user's bits because the group is the user's own: nothing for others either way.
-        assert umask in ("0027", "0007") and core_limit == "0", (node.name, login.stdout)
-        restart = on_host(node.name, "grep -h 'nrconf{restart}' /etc/needrestart/conf.d/*.conf")
-        assert "'a'" in restart, node.name
-        blacklist = on_host(node.name, "cat /etc/modprobe.d/proxy-blacklist.conf")
-        assert "\ninstall dccp /bin/false\n" in blacklist, node.name
-        inside = on_host(node.name, "systemd-detect-virt --container || true").strip()
-        modules = "persisted only (container)" if inside != "none" else "active"
-        audit = on_host(
-            node.name,
-            "systemctl is-enabled auditd; systemctl is-active auditd;"
-            " grep -c -- '-k ' /etc/audit/rules.d/90-proxy.rules",
-        ).split()
-        assert audit[0] == "enabled" and int(audit[2]) >= 10, (node.name, audit)
-        if inside == "none":
-            assert audit[1] == "active", node.name
-        else:  # skipped by its condition, not failed: the host is not left "degraded"
-            failed = on_host(node.name, "systemctl --failed --no-legend --plain")
-            assert "audit" not in failed, (node.name, failed)
-        auditd = "running" if audit[1] == "active" else "persisted and enabled, not running"
-        report.append(
-            f"{node.name} ({node.suite}): legal banner active, login umask {umask} active, core "
-            f"limit 0 active, needrestart automatic active, module blacklist {modules}, "
-            f"auditd {auditd}"
-        )
-    print("\n" + "\n".join(report))

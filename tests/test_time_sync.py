@@ -1,5 +1,5 @@
 """Time sync with the Amazon Time Sync Service (issue 12): fast unit tests of tasks/time_sync.py,
-its template and the `time_servers` setting. The lab test is in tests/test_sandbox_lab.py."""
+its template and the `time_servers` setting. The lab test is in tests/test_time_sync_lab.py."""
 
 from __future__ import annotations
 

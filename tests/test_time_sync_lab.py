@@ -9,8 +9,8 @@ on a VM or an EC2 instance it must be running, synchronised against `time_server
 from __future__ import annotations
 
 import pytest
-from test_deploy import on_host
 
+from lab.testinfra_host import lab_host
 from tasks import time_sync
 
 pytestmark = pytest.mark.lab
@@ -20,19 +20,17 @@ LAB_STAGE = 21
 def test_timesyncd_is_configured_and_running_or_persisted(deployed, proxies):
     report = []
     for node in proxies:
-        state = on_host(
-            node.name,
-            f"systemctl is-enabled {time_sync.UNIT}; systemctl is-active {time_sync.UNIT};"
-            " systemd-detect-virt --container || true",
-        ).split()
-        dropin = on_host(node.name, f"cat {time_sync.DROPIN}")
+        host = lab_host(node.name)
+        timesyncd = host.service(time_sync.UNIT)
+        dropin = host.file(time_sync.DROPIN).content_string
         assert "\nNTP=169.254.169.123\n" in dropin, (node.name, dropin)
-        assert state[0] == "enabled", (node.name, state)
-        if state[2] == "none":
-            assert state[1] == "active", (node.name, state)
+        # "enabled" exactly: `is_enabled` would also accept "static" or "enabled-runtime"
+        assert timesyncd.systemd_properties["UnitFileState"] == "enabled", node.name
+        if host.run("systemd-detect-virt --container").stdout.strip() == "none":
+            assert timesyncd.is_running, node.name
             status = "running"
         else:  # skipped by its condition, not failed: the host is not left "degraded"
-            failed = on_host(node.name, "systemctl --failed --no-legend --plain")
+            failed = host.check_output("systemctl --failed --no-legend --plain")
             assert "timesyncd" not in failed, (node.name, failed)
             status = "persisted, not running (container)"
         report.append(f"{node.name} ({node.suite}): systemd-timesyncd {status}")

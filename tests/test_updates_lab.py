@@ -7,24 +7,23 @@ holds the marker, so later converges (tests/test_deploy.py's second run) leave u
 from __future__ import annotations
 
 import pytest
-from test_deploy import on_host
 
+from lab.testinfra_host import lab_host
 from tasks import updates
 
 pytestmark = pytest.mark.lab
 LAB_STAGE = 21
 
+UPGRADE_LOG = "/var/log/unattended-upgrades/unattended-upgrades.log"
+
 
 def test_first_converge_applied_security_updates_once(deployed, proxies):
     report = []
     for node in proxies:
-        out = on_host(
-            node.name,
-            f"test -f {updates.FIRST_UPGRADE_MARKER} && echo marker;"
-            " grep -c 'Starting unattended upgrades script' "
-            "/var/log/unattended-upgrades/unattended-upgrades.log || true",
-        ).split()
-        assert out[0] == "marker", (node.name, out)
-        assert int(out[1]) >= 1, (node.name, out)
-        report.append(f"{node.name} ({node.suite}): first security upgrade done ({out[1]} run)")
+        host = lab_host(node.name)
+        assert host.file(updates.FIRST_UPGRADE_MARKER).exists, node.name
+        log = host.file(UPGRADE_LOG)
+        runs = log.content_string.count("Starting unattended upgrades script") if log.exists else 0
+        assert runs >= 1, (node.name, runs)
+        report.append(f"{node.name} ({node.suite}): first security upgrade done ({runs} run)")
     print("\n" + "\n".join(report))

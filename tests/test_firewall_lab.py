@@ -1,4 +1,5 @@
-"""Stopping nftables removes only the deploy's table (issue 13 item 9), on the lab.
+"""The firewall (tasks/firewall.py) on the lab: the allowlist seen from outside (issue 5), and
+stopping nftables removes only the deploy's table (issue 13 item 9).
 
 Debian's nftables.service runs `nft flush ruleset` on stop, which deletes every table on the host,
 other software's too. The deploy's drop-in (templates/systemd/nftables-proxy-deploy.conf) makes
@@ -14,6 +15,8 @@ from __future__ import annotations
 import pytest
 from test_deploy import on_host
 from test_drift_lab import converge
+
+from lab import core
 
 pytestmark = pytest.mark.lab
 LAB_STAGE = 13
@@ -67,3 +70,13 @@ def test_stopping_nftables_keeps_other_tables_and_start_restores_ours(lab_env, p
     finally:
         for host in hosts:
             on_host(host, f"systemctl start nftables; nft delete table {OTHER} 2>/dev/null; true")
+
+
+@pytest.mark.parametrize("port", [80, 22])
+def test_outsider_reaches_no_proxy_port(deployed, proxies, port):
+    assert [n.name for n in proxies if core.can_connect("outsider", n.address, port)] == []
+
+
+def test_loadgen_reaches_http_but_not_ssh(deployed, proxies):
+    assert all(core.can_connect("loadgen", n.address, 80) for n in proxies)
+    assert not any(core.can_connect("loadgen", n.address, 22) for n in proxies)
