@@ -28,7 +28,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=1500)
     parser.add_argument("--out", default=str(REPO / "docs/report.png"))
     args = parser.parse_args()
-    core.exec_command_output("proxy-1", ["truncate", "-s", "0", "/var/log/nginx/proxy_access.log"])
+    core.run_in("proxy-1", ["truncate", "-s", "0", "/var/log/nginx/proxy_access.log"])
     try:
         for p in STEPS:
             started = time.monotonic()

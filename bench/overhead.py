@@ -234,7 +234,7 @@ def proxy_nginx_pids() -> list[int]:
     """Machine-side PIDs of proxy-1's nginx master and workers: /run/nginx.pid inside the
     container is a PID of the container's PID namespace; the machine's /proc lists each process
     with its PID in every namespace (NSpid), and the container's leader gives that namespace."""
-    inner = core.exec_command_output(PROXY, ["cat", "/run/nginx.pid"]).strip()
+    inner = core.run_in(PROXY, ["cat", "/run/nginx.pid"]).stdout.strip()
     if not inner.isdigit():
         raise SystemExit(f"no nginx running on {PROXY}: deploy it first (see README)")
     leader = state.load().get("leaders", {}).get(PROXY)
@@ -367,7 +367,7 @@ def stale_proxy_connections() -> int:
     """proxy-1's open connections to the lab backend's address:port that have no socket at the
     other end in app-1's namespace (a close proxy-1 never saw): each would cost a request a try."""
     backend = f"{APP.address}:{config.BACKEND_PORT}"
-    proxy_side = core.exec_command_output(PROXY, ["ss", "-Htn", "state", "established"])
+    proxy_side = core.run_in(PROXY, ["ss", "-Htn", "state", "established"]).stdout
     ports = {
         line.split()[-2].rsplit(":", 1)[1]
         for line in proxy_side.splitlines()
@@ -383,7 +383,7 @@ def stale_proxy_connections() -> int:
 
 
 def log_size() -> int:
-    return int(core.exec_command_output(PROXY, ["stat", "-c", "%s", ACCESS_LOG]).strip())
+    return int(core.run_in(PROXY, ["stat", "-c", "%s", ACCESS_LOG]).stdout.strip())
 
 
 def log_entries_since(offset: int, token: str) -> list[dict]:
@@ -391,7 +391,9 @@ def log_entries_since(offset: int, token: str) -> list[dict]:
     size = log_size()
     if size < offset:
         raise SystemExit(f"{ACCESS_LOG} shrank during the run (rotated?): run the bench again")
-    data = core.exec_command_bytes(PROXY, ["tail", "-c", f"+{offset + 1}", ACCESS_LOG])
+    data = core.run_in(
+        PROXY, ["tail", "-c", f"+{offset + 1}", ACCESS_LOG], text=False, check=True
+    ).stdout
     entries = []
     for line in data.decode(errors="replace").splitlines():
         if token in line:

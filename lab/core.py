@@ -272,23 +272,6 @@ def run_in(
     return hosts.exec_in(name, state.load(), cmd, text=text, check=check)
 
 
-# Deprecated aliases of run_in: bench/ and tests/test_log_shipping.py (other branches) still call
-# them. Remove once those callers use run_in.
-def exec_command_output(name: str, cmd: list[str]) -> str:
-    """Deprecated: `run_in(name, cmd).stdout`."""
-    return run_in(name, cmd).stdout
-
-
-def exec_command_bytes(name: str, cmd: list[str]) -> bytes:
-    """Deprecated: `run_in(name, cmd, text=False, check=True).stdout`."""
-    return run_in(name, cmd, text=False, check=True).stdout
-
-
-def exec_in_lab(name: str, cmd: list[str]) -> subprocess.CompletedProcess:
-    """Deprecated: `run_in(name, cmd)`."""
-    return run_in(name, cmd)
-
-
 def reboot(name: str) -> None:
     """Reboot lab host NAME and wait until it is back with sshd up."""
     lab_state = state.load()

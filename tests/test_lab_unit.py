@@ -93,16 +93,6 @@ def test_run_in_runs_in_the_members_namespace_and_passes_text_and_check(monkeypa
     ]
 
 
-def test_deprecated_exec_wrappers_are_run_in(monkeypatch):
-    done = subprocess.CompletedProcess(["x"], 0, stdout="out", stderr="")
-    seen = []
-    monkeypatch.setattr(core, "run_in", lambda name, cmd, **kw: seen.append(kw) or done)
-    assert core.exec_command_output("proxy-1", ["x"]) == "out"
-    assert core.exec_command_bytes("proxy-1", ["x"]) == "out"
-    assert core.exec_in_lab("proxy-1", ["x"]) is done
-    assert seen == [{}, {"text": False, "check": True}, {}]
-
-
 def test_testinfra_host_runs_its_commands_through_run_in(monkeypatch, tmp_path):
     """testinfra's quoting reaches run_in as one `sh -c` argument (run here on this machine)."""
     seen = []

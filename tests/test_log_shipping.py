@@ -50,7 +50,7 @@ def instance_id(name: str) -> str:
 
 def rotate_and_ship(host: str) -> subprocess.CompletedProcess:
     on_host(host, "logrotate -f /etc/logrotate.d/nginx")
-    return core.exec_in_lab(host, ["systemctl", "start", "proxy-log-shipping.service"])
+    return core.run_in(host, ["systemctl", "start", "proxy-log-shipping.service"])
 
 
 def test_every_proxy_runs_the_hourly_shipping_timer(deployed, proxies):
@@ -89,11 +89,11 @@ def test_failed_upload_is_retried_by_the_next_run_and_nothing_is_lost(deployed, 
         assert shipped_lines(instance_id(node.name)) == before
     finally:
         on_host(node.name, f"nft delete table {BLOCK}")
-    retried = core.exec_in_lab(node.name, ["systemctl", "start", "proxy-log-shipping.service"])
+    retried = core.run_in(node.name, ["systemctl", "start", "proxy-log-shipping.service"])
     assert retried.returncode == 0, retried.stderr
     lines = shipped_lines(instance_id(node.name))
     assert sum(1 for entry in lines if entry.get("path") == "/pets/5") >= 100
-    again = core.exec_in_lab(node.name, ["systemctl", "start", "proxy-log-shipping.service"])
+    again = core.run_in(node.name, ["systemctl", "start", "proxy-log-shipping.service"])
     assert again.returncode == 0
     assert len(shipped_lines(instance_id(node.name))) == len(lines)  # no second copy
 
@@ -115,9 +115,7 @@ def test_rotated_audit_log_ships_from_the_sandbox_under_its_own_prefix(deployed,
             f"printf '%s\\n' '{AUDIT_RECORD}' > /var/log/audit/audit.log",
         )
         try:
-            shipping = core.exec_in_lab(
-                node.name, ["systemctl", "start", "proxy-log-shipping.service"]
-            )
+            shipping = core.run_in(node.name, ["systemctl", "start", "proxy-log-shipping.service"])
             assert shipping.returncode == 0, shipping.stderr
             assert "DynamicUser=yes" in on_host(
                 node.name, "systemctl show -p DynamicUser proxy-log-shipping.service"
