@@ -260,7 +260,7 @@ def spec(text):
     return parse_batches("--batches", text)
 
 
-def run_main(argv, rec=None, dry=None, hosts=HOSTS, env=None):
+def run_main(argv, rec=None, dry=None, hosts=HOSTS, env=None, target_health=None):
     rec = rec or Recorder()
 
     def load(_settings):
@@ -272,6 +272,8 @@ def run_main(argv, rec=None, dry=None, hosts=HOSTS, env=None):
         return dry_run("dry_unchanged", {h.name: "@local" for h in hosts})
 
     actions = Actions(load_hosts=load, deploy=rec.deploy, gate=rec.gate, dry_run=dry or in_step)
+    if target_health is not None:  # the load balancer's view (lb_health.py); else never asked
+        actions.target_health = target_health
     return main(argv, environ=env or {}, actions=actions), rec
 
 

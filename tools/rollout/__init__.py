@@ -66,11 +66,21 @@ must not turn a failure into a pass):
   (e.g. "reload nginx if the config changed") are listed there on every run. A host without its
   "checked" line was not reached: it is reported as not checked.
 
+The load balancer's view (--target-group-arn): the probe above goes from the runner to each
+proxy's private address, but the load balancer connects from its own subnets, so a firewall
+that admits the runner and not the load balancer passes the probe while the load balancer sees
+the proxy unhealthy. With target groups, every proxy the run gates must be registered (by its
+EC2 instance id) in one of them (checked before any host is touched, exit 2 otherwise), and
+after its probe the gate waits, with the same attempts and interval, until ELBv2
+DescribeTargetHealth says `healthy` in each group it is in; otherwise it fails with AWS's State,
+Reason and Description. An AWS error (no credentials, unknown ARN) is exit 4 with AWS's message.
+
 This package owns the order of hosts, the health gate and the reports. It leaves alone what is
 deployed (deploy.py, tasks/) and which hosts exist (inventories/). Its modules, one job each:
 settings.py (the validated settings), hosts.py (inventory, canary, shards, batches), gate.py (the
 health gate), results.py (what a deploy did), drift.py (dry run, reports, join), pyinfra_cmd.py
-(running pyinfra), run.py (batches and the failure tolerance), commands.py (the modes), cli.py
+(running pyinfra), lb_health.py (the load balancer's view), run.py (batches and the failure
+tolerance), commands.py (the modes), cli.py
 (the command line); errors.py holds the exit codes.
 
 Settings (command-line option > environment variable > default):
@@ -88,6 +98,11 @@ Settings (command-line option > environment variable > default):
     --health-host       HEALTH_HOST               (the address)  Host header of the checks; set it
                                                   to a served name when nginx's `server_names` is
                                                   set (its catch-all server answers /healthz only)
+    --target-group-arn  ROLLOUT_TARGET_GROUP_ARNS (none)  the load balancer's target groups
+                                                  (repeatable; the variable: comma-separated, or
+                                                  `terraform output -json target_group_arns`):
+                                                  the gate also waits for the load balancer's
+                                                  view (below)
     --shard             CI_NODE_INDEX and         (every proxy)  I/N: shard I of N (above); an
                         CI_NODE_TOTAL             empty CI_NODE_INDEX is no shard (GitLab sets
                                                   CI_NODE_TOTAL=1 on every job without parallel)

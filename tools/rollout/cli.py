@@ -64,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--health-interval", help="seconds between tries (default 5)")
     parser.add_argument("--health-host", help="Host header of the checks (default: the address)")
     parser.add_argument(
+        "--target-group-arn",
+        dest="target_group_arns",
+        action="append",
+        help="the load balancer's target group, repeatable: the gate also waits until the load "
+        "balancer sees each proxy healthy there (default: ROLLOUT_TARGET_GROUP_ARNS, else none)",
+    )
+    parser.add_argument(
         "--shard",
         help="I/N: only the proxies of shard I of N, by EC2 instance id (fleet, verify, drift, "
         "repair; default: CI_NODE_INDEX/CI_NODE_TOTAL when set, else every proxy)",

@@ -21,7 +21,14 @@ from tools.rollout.drift import (
     join_drift_reports,
     read_shard_report,
 )
-from tools.rollout.errors import EXIT_DRIFT, EXIT_ERROR, EXIT_FAILED, EXIT_OK, RolloutError
+from tools.rollout.errors import (
+    EXIT_DRIFT,
+    EXIT_ERROR,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    RolloutError,
+)
 from tools.rollout.gate import HealthResult, health_gate, url_for
 from tools.rollout.hosts import (
     Host,
@@ -31,6 +38,7 @@ from tools.rollout.hosts import (
     plan_batches,
     shard_hosts,
 )
+from tools.rollout.lb_health import FetchFn, describe_target_health, lb_gate
 from tools.rollout.pyinfra_cmd import (
     deploy_command,
     dry_run_command,
@@ -75,6 +83,8 @@ def _describe_plan(settings: Settings, batches: Sequence[Sequence[Host]], out: O
                 for c in settings.health_checks
             )
             out(f"    then gate {host.name}: {checks}")
+            if settings.target_group_arns:
+                out(f"      and healthy in the load balancer's {_groups(settings)}")
 
 
 def _finish_rollout(result: RolloutResult, out: Output) -> int:
@@ -85,6 +95,22 @@ def _finish_rollout(result: RolloutResult, out: Output) -> int:
     return EXIT_FAILED
 
 
+def _groups(settings: Settings) -> str:
+    return "target group(s) " + ", ".join(settings.target_group_arns)
+
+
+def gate_host(
+    host: Host, settings: Settings, *, fetch: FetchFn = describe_target_health
+) -> HealthResult:
+    """The gate: the runner's probe of the host's own address, then, when target groups are
+    known, the load balancer's own view of it (lb_health.py). Both must pass."""
+    probe = health_gate(host, settings)
+    if not probe.ok or not settings.target_group_arns:
+        return probe
+    seen = lb_gate(host, settings, fetch=fetch)
+    return HealthResult(seen.ok, seen.attempts, probe.details + seen.details)
+
+
 @dataclass
 class Actions:
     """The side effects, replaceable in tests."""
@@ -92,7 +118,28 @@ class Actions:
     load_hosts: Callable[[Settings], list[Host]] = load_hosts
     deploy: Callable[[Settings, Sequence[Host]], DeployRun] = pyinfra_deploy
     dry_run: Callable[[Settings, Sequence[Host], Sequence[str]], DryRun] = pyinfra_dry_run
-    gate: Callable[[Host, Settings], HealthResult] = lambda host, s: health_gate(host, s)
+    gate: Callable[[Host, Settings], HealthResult] = lambda host, s: gate_host(host, s)
+    target_health: FetchFn = describe_target_health
+
+
+def _check_registered(settings: Settings, hosts: Sequence[Host], actions: Actions) -> None:
+    """With target groups, every host the run gates must be registered in one of them: said
+    before any host is touched (a stale ARN or a host outside the groups is a setting to fix).
+    AWS errors (no credentials, an unknown ARN) end the run here too, with AWS's message."""
+    if not settings.target_group_arns:
+        return
+    groups = actions.target_health(settings.target_group_arns)
+    registered = {target for targets in groups.values() for target in targets}
+    missing = [h for h in hosts if h.instance_id not in registered]
+    if missing:
+        raise RolloutError(
+            "not registered in the load balancer's "
+            + _groups(settings)
+            + " (--target-group-arn / ROLLOUT_TARGET_GROUP_ARNS), so the gate cannot see them "
+            "as the load balancer does: "
+            + ", ".join(f"{h.name} ({h.instance_id or 'no ec2_instance_id'})" for h in missing),
+            EXIT_USAGE,
+        )
 
 
 def _roll_out(
@@ -124,6 +171,7 @@ def cmd_rollout(mode: str, settings: Settings, actions: Actions, out: Output) ->
     mine = _own_hosts(settings, hosts, out)
     if not mine:
         return EXIT_OK  # an empty shard; describe_shard said so
+    _check_registered(settings, [canary] if mode == "canary" else [canary, *mine], actions)
     if mode == "canary":
         batches = [[canary]]
     elif canary in mine:
@@ -164,6 +212,7 @@ def cmd_verify(settings: Settings, actions: Actions, out: Output) -> int:
     hosts = _own_hosts(settings, actions.load_hosts(settings), out)
     if not hosts:
         return EXIT_OK
+    _check_registered(settings, hosts, actions)
     unhealthy = []
     for host in hosts:
         health = actions.gate(host, settings)
@@ -238,6 +287,7 @@ def cmd_repair(settings: Settings, actions: Actions, out: Output) -> int:
         out("Nothing to repair.")
         _write_drift_report(settings, before, report)
         return drift_exit(before)
+    _check_registered(settings, drifted, actions)
     batches = plan_batches(drifted, drifted[0], settings.batches)
     if settings.dry:
         _describe_plan(settings, batches, out)

@@ -6,6 +6,7 @@ It leaves alone what the settings are used for (hosts.py, gate.py, commands.py).
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
@@ -92,6 +93,8 @@ class Settings:
     health_attempts: int = 6
     health_interval: float = 5.0
     health_host: str | None = None
+    # The load balancer's target groups: the gate also waits for its own view (lb_health.py).
+    target_group_arns: tuple[str, ...] = ()
     dry: bool = False
     report: Path | None = None
     shard: Shard | None = None  # None: every proxy (1/1 is None too)
@@ -110,6 +113,7 @@ _SETTING_SOURCES: tuple[tuple[str, str, str | None], ...] = (
     ("health_attempts", "--health-attempts", "HEALTH_ATTEMPTS"),
     ("health_interval", "--health-interval", "HEALTH_INTERVAL"),
     ("health_host", "--health-host", "HEALTH_HOST"),
+    ("target_group_arns", "--target-group-arn", "ROLLOUT_TARGET_GROUP_ARNS"),
 )
 
 
@@ -152,6 +156,45 @@ def parse_checks(key: str, value: str) -> tuple[Check, ...]:
             raise RolloutError(f"{key}={value!r}: status {code} is not an HTTP status", EXIT_USAGE)
         checks.append(Check(path, code))
     return tuple(checks)
+
+
+def is_target_group_arn(arn: object) -> bool:
+    """arn:PARTITION:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID (the region is
+    where lb_health.py asks)."""
+    parts = arn.split(":") if isinstance(arn, str) else []
+    return (
+        len(parts) >= 6
+        and parts[0] == "arn"
+        and parts[2] == "elasticloadbalancing"
+        and bool(parts[3])
+        and parts[5].startswith("targetgroup/")
+    )
+
+
+def parse_target_group_arns(key: str, value: str) -> tuple[str, ...]:
+    """Target group ARNs: comma- or space-separated, or the JSON object (group -> ARN) or list
+    that `terraform output -json target_group_arns` prints. Duplicates count once."""
+    text = value.strip()
+    if text.startswith(("{", "[")):
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise RolloutError(f"{key}={value!r}: not JSON ({e.msg})", EXIT_USAGE) from None
+        items = list(doc.values()) if isinstance(doc, dict) else doc
+    else:
+        items = text.replace(",", " ").split()
+    arns = tuple(dict.fromkeys(items))
+    for arn in arns:
+        if not is_target_group_arn(arn):
+            raise RolloutError(
+                f"{key}={value!r}: {arn!r} is not a target group ARN (expected "
+                "arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID; Terraform's "
+                "output target_group_arns)",
+                EXIT_USAGE,
+            )
+    if not arns:
+        raise RolloutError(f"{key}={value!r}: no target group ARN in it", EXIT_USAGE)
+    return arns
 
 
 def parse_batches(key: str, value: str) -> tuple[BatchItem, ...]:
@@ -226,6 +269,8 @@ def _convert(name: str, key: str, value: str) -> object:
         return _int_in_range(key, value, 1, 65535)
     if name == "health_checks":
         return parse_checks(key, value)
+    if name == "target_group_arns":
+        return parse_target_group_arns(key, value)
     if name == "health_attempts":
         return _int_in_range(key, value, 1)
     return _positive_float(key, value)
@@ -265,7 +310,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
     values: dict[str, object] = {}
     for name, option, env in _SETTING_SOURCES:
         given = getattr(args, name)
-        if isinstance(given, list):  # --health-check may be repeated
+        if isinstance(given, list):  # --health-check and --target-group-arn may be repeated
             given = ",".join(given) if given else None
         if given is not None:
             values[name] = _convert(name, option, given)
