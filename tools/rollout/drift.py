@@ -205,27 +205,41 @@ def format_drift_report(
             "shards' reports"
         )
     out += [f"Hosts: {len(dry.hosts)} ({', '.join(dry.hosts)})", ""]
-    drifted = dry.drifted
-    if drifted:
-        out.append(
-            f"RESULT: DRIFTED - {len(drifted)} of {len(dry.hosts)} hosts would be changed "
-            "by the deploy."
-        )
-    elif dry.error or dry.not_checked:
-        out.append("RESULT: NOT CHECKED - the dry run did not cover every host (see below).")
-    else:
-        out.append("RESULT: IN STEP - no host would be changed by the deploy.")
-    if dry.repair_would_fail:
-        out.append(
-            f"REPAIR WOULD FAIL VALIDATION on {', '.join(dry.repair_would_fail)}: "
-            "the desired configuration is refused by its checker; fix it before repairing."
-        )
-    for host in drifted:
+    out += _result_lines(dry)
+    for host in dry.drifted:
         entries = dry.drift[host]
         loud = " - REPAIR WOULD FAIL VALIDATION" if host in dry.repair_would_fail else ""
         out += ["", f"{host}: {len(entries)} difference(s){loud}"]
         for entry in entries:
             out += describe_entry(entry)
+    out += _closing_lines(dry)
+    return "\n".join(out) + "\n"
+
+
+def _result_lines(dry: DryRun) -> list[str]:
+    """The verdict, and the loud warning when a repair would fail validation."""
+    drifted = dry.drifted
+    if drifted:
+        out = [
+            f"RESULT: DRIFTED - {len(drifted)} of {len(dry.hosts)} hosts would be changed "
+            "by the deploy."
+        ]
+    elif dry.error or dry.not_checked:
+        out = ["RESULT: NOT CHECKED - the dry run did not cover every host (see below)."]
+    else:
+        out = ["RESULT: IN STEP - no host would be changed by the deploy."]
+    if dry.repair_would_fail:
+        out.append(
+            f"REPAIR WOULD FAIL VALIDATION on {', '.join(dry.repair_would_fail)}: "
+            "the desired configuration is refused by its checker; fix it before repairing."
+        )
+    return out
+
+
+def _closing_lines(dry: DryRun) -> list[str]:
+    """After the differences: hosts not checked, the dry run's error, hosts in step, and how
+    to repair."""
+    out: list[str] = []
     if dry.not_checked:
         out += ["", "Not checked:"]
         out += [f"  {h}: {why}" for h, why in dry.not_checked.items()]
@@ -233,13 +247,13 @@ def format_drift_report(
         out += ["", f"The dry run failed: {dry.error}"]
     if dry.in_step:
         out += ["", f"In step: {', '.join(dry.in_step)}"]
-    if drifted:
+    if dry.drifted:
         out += [
             "",
             "To repair: `make drift-repair` (or the drift:repair job) re-runs the deploy on the",
             "drifted hosts, in batches with the health gate, then checks them again.",
         ]
-    return "\n".join(out) + "\n"
+    return out
 
 
 def drift_json(dry: DryRun, shard: Shard | None = None) -> dict:
