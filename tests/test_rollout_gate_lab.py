@@ -19,8 +19,9 @@ import sys
 import time
 
 import pytest
-from conftest import REPO
+from conftest import REPO, run_deploy
 from test_deploy import on_host
+from test_pipeline_lab import MANAGED
 
 from lab import config, fakeaws, lb
 
@@ -92,10 +93,14 @@ def test_gate_fails_when_the_firewall_drops_the_load_balancer_but_the_probe_pass
         lb_sees(victim.address, False)
         probe_only = rollout(env, "verify")
         with_lb = rollout(dict(env, ROLLOUT_TARGET_GROUP_ARNS=arns), "verify")
+        # Something for the canary to deploy: on a converged host the deploy adds no operation,
+        # and the rollout then reports "pyinfra ran nothing on it" before any gate.
+        on_host(VICTIM, f"echo '# hand edit' >> {MANAGED}")
         canary = rollout(dict(env, ROLLOUT_TARGET_GROUP_ARNS=arns), "canary", "--canary", VICTIM)
     finally:
         on_host(VICTIM, f"nft delete table {BLOCK} 2>/dev/null || true")
         lb_sees(victim.address, True)
+        assert run_deploy(env, "--limit", VICTIM).returncode == 0  # the hand edit, if still there
 
     # The runner's probe of the private address alone sees nothing wrong...
     assert probe_only.returncode == 0, probe_only.stdout + probe_only.stderr
@@ -110,5 +115,6 @@ def test_gate_fails_when_the_firewall_drops_the_load_balancer_but_the_probe_pass
     assert others and all(": healthy: " in x for x in others), with_lb.stdout
     # In a rollout, the same gate stops it at that proxy.
     assert canary.returncode == 1, canary.stdout + canary.stderr
+    assert f"{VICTIM}: deployed: " in canary.stdout, canary.stdout + canary.stderr
     assert f"ROLLOUT ABORTED at {VICTIM}: health gate failed" in canary.stderr
     assert reason in canary.stderr
