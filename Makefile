@@ -75,7 +75,7 @@ report: venv  ## Reliability report from the proxies' logs (over SSH via the inv
 clean: lab-down  ## Remove the lab and the venv
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
-# --- Rollout, verification and drift (tools/rollout.py; the GitLab CI jobs call these) ---------
+# --- Rollout, verification and drift (tools/rollout/; the GitLab CI jobs call these) ---------
 # HOST= picks the canary (default: the first proxy of the inventory), BATCH= the batch size after
 # it (default $$ROLLOUT_BATCH_SIZE, else 1), or BATCHES= the batch sizes as counts or percentages
 # of all the hosts, the last one repeating (e.g. BATCHES=1,25%,100%; default $$ROLLOUT_BATCHES;
@@ -151,7 +151,7 @@ shift: venv  ## Move the traffic to proxy group TO= step by step; a bad step rol
 	$(PY) -m tools.shift $(if $(TO),--to $(TO)) $(if $(STEPS),--steps $(STEPS)) \
 	  $(if $(INTERVAL),--interval $(INTERVAL)) $(if $(filter true 1,$(ROLLBACK)),--rollback)
 
-# tools/rollout.py is standard library only: the CI job that joins the shards' reports needs no venv
+# tools/rollout/ is standard library only: the CI job that joins the shards' reports needs no venv
 .PHONY: drift-join
 drift-join:  ## Join the shards' drift-report-shard-*.json into drift-report.txt and .json
 	python3 -m tools.rollout join-drift --report drift-report.txt

@@ -52,6 +52,9 @@ def up(proxies: int, suites: dict[int, str]) -> dict:
     if lab_state["pids"] and not all(map(state.pid_alive, lab_state["pids"].values())):
         down()  # left over from a stopped session or a reboot: its hosts are stale, start clean
         lab_state = state.load()
+    if lab_state["pids"] and lab_state.get("fakeaws") != fakeaws.KIND:
+        down()  # its fake AWS is an older kind (fakeaws.KIND), which cannot be swapped in place
+        lab_state = state.load()
     if lab_state.get("proxies") not in (None, 0, proxies) or (
         lab_state.get("suites") and {int(k): v for k, v in lab_state["suites"].items()} != suites
     ):

@@ -1,7 +1,8 @@
 """The fake AWS: moto's HTTP server on the lab bridge's address (the machine's side of the lab
 network, so the hosts can reach its S3 for log shipping), seeded with the lab's hosts as EC2
 instances, the log bucket, and the ELBv2 load balancer whose weighted rule the lab's load balancer
-applies (lab/lb.py) and a traffic shift moves (tools/shift/)."""
+applies (lab/lb.py) and a traffic shift moves (tools/shift/). Its DescribeTargetHealth tells
+what the lab's load balancer really sees (lab/honest_aws.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from lab.config import Node
 from lab.sh import LabError
 
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+# What the running fake AWS is, recorded in the lab's state: a lab whose fake AWS is of another
+# kind (plain moto_server, whose target health ignores the real health checks) is rebuilt by `up`.
+KIND = "moto+honest-target-health"
 
 
 def endpoint() -> str:
@@ -44,15 +48,20 @@ def start(lab_state: dict) -> None:
             f"port {config.AWS_PORT} on {config.BRIDGE_ADDRESS} is taken by another program: "
             "stop it, or choose another port with LAB_AWS_PORT=... (the fake AWS listens there)"
         )
-    moto = Path(sys.executable).with_name("moto_server")
     log = open(config.STATE_DIR / "moto.log", "wb")  # noqa: SIM115 (the child keeps it)
+    # moto's server with DescribeTargetHealth answered from the lab load balancer's real health
+    # checks (lab/honest_aws.py), not from the instances' state alone.
+    cmd = [sys.executable, "-m", "lab.honest_aws", "-H", config.BRIDGE_ADDRESS]
+    cmd += ["-p", str(config.AWS_PORT), "--lb-state", str(config.STATE_DIR / "lb.json")]
     proc = subprocess.Popen(
-        [str(moto), "-H", config.BRIDGE_ADDRESS, "-p", str(config.AWS_PORT)],
+        cmd,
+        cwd=Path(__file__).resolve().parent.parent,
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    lab_state["fakeaws"] = KIND
     state.record_pid(lab_state, "moto", proc.pid)
     deadline = time.monotonic() + 30
     while not _port_taken(config.AWS_PORT):

@@ -14,8 +14,10 @@ http://10.77.0.40/. Like an ALB:
   drops the connection or times out is answered 502/504 to the client (no retry, as an ALB).
 
 Its state, every second, in STATE_DIR/lb.json: the weights it applies and since when, the
-targets and their health, and requests and 5xx per group since start (tests and `lab status`
-read it). Standard library and boto3 only; HTTP/1.1 with Content-Length or chunked bodies.
+targets and their health (by address, and each instance id's address), and requests and 5xx
+per group since start (tests, `lab status` and the fake AWS's DescribeTargetHealth read it:
+lab/honest_aws.py). Standard library and boto3 only; HTTP/1.1 with Content-Length or chunked
+bodies.
 
 Lab only: it trusts its one client and buffers each response whole.
 """
@@ -66,6 +68,7 @@ class Table:
     rule_arn: str = ""
     applied_at: float = 0.0
     healthy: dict[str, bool] = field(default_factory=dict)
+    instances: dict[str, str] = field(default_factory=dict)  # instance id -> private address
     fails: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     oks: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     counts: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
@@ -146,6 +149,7 @@ async def poll_rule(table: Table, args: argparse.Namespace) -> None:
                 ]
                 table.rule_arn, table.applied_at = arn, time.time()
                 print(f"lb: applied {[(n, w) for n, w, _ in groups]}", flush=True)
+            table.instances = dict(ip_cache)
         except Exception as e:  # moto restarting, a rule being replaced: keep the last table
             print(f"lb: cannot read the rule ({type(e).__name__}: {e})", flush=True)
         await asyncio.sleep(POLL)
@@ -188,6 +192,7 @@ async def write_state(table: Table, path: Path) -> None:
             "weights": {g.name: g.weight for g in table.groups},
             "targets": {g.name: g.targets for g in table.groups},
             "healthy": dict(table.healthy),
+            "instances": dict(table.instances),  # the fake AWS's DescribeTargetHealth reads both
             "counts": table.counts,
         }
         tmp = path.with_suffix(".tmp")

@@ -1,4 +1,4 @@
-"""What a drift check found on each host, written for `tools/rollout.py drift` to report.
+"""What a drift check found on each host, written for `tools/rollout/ drift` to report.
 
 Owns: nothing on the hosts. Reads: the environment variable PROXY_DEPLOY_DRIFT_FILE.
 
@@ -32,7 +32,7 @@ DRIFT_FILE_ENV = "PROXY_DEPLOY_DRIFT_FILE"
 
 
 def checking() -> bool:
-    """Whether this run is a drift check (tools/rollout.py drift), not a deploy."""
+    """Whether this run is a drift check (tools/rollout/ drift), not a deploy."""
     return bool(os.environ.get(DRIFT_FILE_ENV))
 
 

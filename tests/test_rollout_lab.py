@@ -19,7 +19,7 @@ from conftest import REPO, run_deploy
 from test_deploy import on_host, sha1_of
 from test_pipeline_lab import MANAGED, SABOTAGE, block_runner_health_checks, ci_job
 
-from tools import rollout as rollout_tool
+from tools.rollout.hosts import parse_inventory_json, shard_of
 
 pytestmark = pytest.mark.lab
 LAB_STAGE = 41
@@ -99,9 +99,9 @@ def shards_of_proxies(lab_env: dict[str, str], total: int) -> dict[str, int]:
         text=True,
         check=True,
     )
-    hosts = rollout_tool.parse_inventory_json(listing.stdout)
+    hosts = parse_inventory_json(listing.stdout)
     assert all(h.instance_id for h in hosts), hosts
-    return {h.name: rollout_tool.shard_of(h.instance_id, total) for h in hosts}
+    return {h.name: shard_of(h.instance_id, total) for h in hosts}
 
 
 def test_fleet_in_two_shards_via_gitlab_ci_local_deploys_each_proxy_by_its_shard_only(

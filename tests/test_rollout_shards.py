@@ -1,7 +1,7 @@
-"""Unit tests of tools/rollout.py's shards (issue 11): which proxies a shard takes (stable, every
+"""Unit tests of tools/rollout/'s shards (issue 11): which proxies a shard takes (stable, every
 host in exactly one shard, roughly balanced), the settings (--shard, GitLab's CI_NODE_INDEX /
 CI_NODE_TOTAL, their errors), and what fleet, verify, drift, repair and join-drift do in a shard,
-with the fake deploy, gate and dry run of tests/test_rollout.py."""
+with the fake deploy, gate and dry run of tests/rollout_fakes.py."""
 
 from __future__ import annotations
 
@@ -14,10 +14,22 @@ from collections import Counter
 from itertools import count
 
 import pytest
-from test_rollout import HOSTS, Recorder, drifted_on, run_main, settings
+from rollout_fakes import HOSTS, Recorder, drifted_on, run_main, settings
 
-from tools import rollout
-from tools.rollout import EXIT_DRIFT, EXIT_ERROR, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Host, Shard
+from tools.rollout.cli import main
+from tools.rollout.commands import Actions
+from tools.rollout.drift import DryRun, drift_json, dry_run_from_json
+from tools.rollout.errors import (
+    EXIT_DRIFT,
+    EXIT_ERROR,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    RolloutError,
+)
+from tools.rollout.hosts import Host, describe_shard, parse_inventory_json, shard_hosts, shard_of
+from tools.rollout.pyinfra_cmd import deploy_command, dry_run_command
+from tools.rollout.settings import Settings, Shard
 
 INSTANCE_IDS = [f"i-{n:017x}" for n in range(1000)]
 _SERIAL = count()
@@ -27,7 +39,7 @@ def instance_in_shard(index: int, total: int) -> str:
     """A made-up instance id that hashes into shard index/total (each call a new one)."""
     while True:
         candidate = f"i-0{next(_SERIAL):016x}"
-        if rollout.shard_of(candidate, total) == index:
+        if shard_of(candidate, total) == index:
             return candidate
 
 
@@ -52,7 +64,7 @@ def ran_in(shard: str, argv: list[str], rec=None, **kw):
 
 def test_shard_of_is_the_same_in_every_process():
     # Python's hash() of a str changes with PYTHONHASHSEED; the shard must not
-    code = "from tools import rollout; print(rollout.shard_of('i-0abc123def4567890', 7))"
+    code = "from tools.rollout.hosts import shard_of; print(shard_of('i-0abc123def4567890', 7))"
     runs = {
         subprocess.run(
             [sys.executable, "-c", code],
@@ -63,37 +75,37 @@ def test_shard_of_is_the_same_in_every_process():
         ).stdout.strip()
         for seed in ("0", "1", "12345")
     }
-    assert runs == {str(rollout.shard_of("i-0abc123def4567890", 7))}
+    assert runs == {str(shard_of("i-0abc123def4567890", 7))}
 
 
 def test_shard_of_is_pinned_so_a_change_of_the_hash_is_noticed():
     # sha256 of the id, its first 8 bytes big-endian, mod N, plus 1: another function would move
     # hosts between shards (harmless, but it should be a decision, not an accident)
     ids = ["i-0123456789abcdef0", "i-0fedcba9876543210", "i-00000000000000001"]
-    assert [rollout.shard_of(i, 4) for i in ids] == [2, 1, 1]
+    assert [shard_of(i, 4) for i in ids] == [2, 1, 1]
     digest = int.from_bytes(hashlib.sha256(b"i-0abc").digest()[:8], "big")
-    assert rollout.shard_of("i-0abc", 5) == digest % 5 + 1
+    assert shard_of("i-0abc", 5) == digest % 5 + 1
 
 
 @pytest.mark.parametrize("total", [1, 2, 3, 7, 20])
 def test_every_host_is_in_exactly_one_shard(total):
     hosts = [Host(f"proxy-{n}", "10.0.0.1", i) for n, i in enumerate(INSTANCE_IDS[:200])]
-    shards = [rollout.shard_hosts(hosts, Shard(i, total)) for i in range(1, total + 1)]
+    shards = [shard_hosts(hosts, Shard(i, total)) for i in range(1, total + 1)]
     placed = Counter(h.name for shard in shards for h in shard)
     assert placed == Counter(h.name for h in hosts)  # each once, none left out
 
 
 def test_host_stays_in_its_shard_when_other_hosts_come_and_go():
     hosts = [Host(f"proxy-{n}", "10.0.0.1", i) for n, i in enumerate(INSTANCE_IDS[:100])]
-    before = {h.name: s for s in range(1, 5) for h in rollout.shard_hosts(hosts, Shard(s, 4))}
+    before = {h.name: s for s in range(1, 5) for h in shard_hosts(hosts, Shard(s, 4))}
     changed = hosts[10:60] + [Host(f"new-{n}", "10.0.0.2", f"i-new{n}") for n in range(40)]
-    after = {h.name: s for s in range(1, 5) for h in rollout.shard_hosts(changed, Shard(s, 4))}
+    after = {h.name: s for s in range(1, 5) for h in shard_hosts(changed, Shard(s, 4))}
     assert all(after[name] == before[name] for name in after if name in before)
 
 
 def test_shards_are_roughly_balanced():
     hosts = [Host(f"proxy-{n}", "10.0.0.1", i) for n, i in enumerate(INSTANCE_IDS)]
-    sizes = [len(rollout.shard_hosts(hosts, Shard(i, 4))) for i in range(1, 5)]
+    sizes = [len(shard_hosts(hosts, Shard(i, 4))) for i in range(1, 5)]
     assert sum(sizes) == 1000
     assert all(200 <= size <= 300 for size in sizes), sizes  # 250 each, give or take 20%
 
@@ -101,14 +113,14 @@ def test_shards_are_roughly_balanced():
 def test_shard_key_is_the_instance_id_so_a_renamed_host_keeps_its_shard():
     instance = instance_in_shard(2, 3)
     for name in ("proxy-a-1", "proxy-z-9", "renamed"):
-        assert rollout.shard_hosts([Host(name, "10.0.0.1", instance)], Shard(2, 3))
+        assert shard_hosts([Host(name, "10.0.0.1", instance)], Shard(2, 3))
 
 
 def test_host_without_instance_id_is_placed_by_name_and_listed():
     hosts = [Host(f"proxy-{n}", "10.0.0.1") for n in range(30)]
-    mine = rollout.shard_hosts(hosts, Shard(1, 2))
-    assert mine == [h for h in hosts if rollout.shard_of(h.name, 2) == 1]
-    lines = rollout.describe_shard(Shard(1, 2), hosts, mine)
+    mine = shard_hosts(hosts, Shard(1, 2))
+    assert mine == [h for h in hosts if shard_of(h.name, 2) == 1]
+    lines = describe_shard(Shard(1, 2), hosts, mine)
     assert lines[0].startswith(f"shard 1/2: {len(mine)} of 30 proxies (by sha256 of the EC2")
     assert lines[1] == (
         "  placed by host name, the inventory gave them no ec2_instance_id: "
@@ -128,7 +140,7 @@ def test_parse_inventory_json_reads_the_instance_id():
             {"name": "proxy-2", "ssh_hostname": "10.0.0.102", "groups": ["proxies"], "data": {}},
         ]
     )
-    hosts = rollout.parse_inventory_json(text)
+    hosts = parse_inventory_json(text)
     assert [(h.instance_id, h.shard_key) for h in hosts] == [
         ("i-0123", "i-0123"),
         (None, "proxy-2"),
@@ -190,7 +202,7 @@ def test_no_shard_or_one_of_one_is_the_whole_fleet(argv, env):
     ],
 )
 def test_bad_shard_is_a_usage_error_naming_the_setting(argv, env, message):
-    with pytest.raises(rollout.RolloutError) as e:
+    with pytest.raises(RolloutError) as e:
         settings(argv, env)
     assert e.value.exit_code == EXIT_USAGE
     assert str(e.value).startswith(message)
@@ -210,7 +222,7 @@ def test_modes_without_shards_refuse_one_before_touching_anything(mode, capsys):
         raise AssertionError("the inventory was read")
 
     args = [mode, "--shard", "2/3"]
-    code = rollout.main(args, environ={}, actions=rollout.Actions(load_hosts=no_inventory))
+    code = main(args, environ={}, actions=Actions(load_hosts=no_inventory))
     assert code == EXIT_USAGE
     err = capsys.readouterr().err
     assert f"--shard='2/3': `{mode}` does not take a shard" in err
@@ -319,9 +331,9 @@ def test_verify_shard_checks_its_own_hosts():
 
 
 def test_pyinfra_is_never_run_without_a_limit():
-    s = rollout.Settings()
-    for command in (rollout.deploy_command, rollout.dry_run_command):
-        with pytest.raises(rollout.RolloutError, match="without --limit"):
+    s = Settings()
+    for command in (deploy_command, dry_run_command):
+        with pytest.raises(RolloutError, match="without --limit"):
             command(s, [])
 
 
@@ -399,7 +411,7 @@ def write_shard_reports(tmp_path, shards, drifted=("p-4",)):
 
 
 def join(tmp_path):
-    return rollout.main(["join-drift", "--report", str(tmp_path / "drift-report.txt")], environ={})
+    return main(["join-drift", "--report", str(tmp_path / "drift-report.txt")], environ={})
 
 
 def test_join_drift_makes_one_report_of_every_shard(tmp_path, capsys):
@@ -429,7 +441,7 @@ def test_join_drift_missing_shard_is_exit_4_and_named(tmp_path):
 def test_join_drift_refuses_reports_of_different_shard_counts(tmp_path, capsys):
     write_shard_reports(tmp_path, ["1/3"])
     (tmp_path / "drift-report-shard-1-of-2.json").write_text(
-        json.dumps(rollout.drift_json(rollout.DryRun(hosts=[]), Shard(1, 2)))
+        json.dumps(drift_json(DryRun(hosts=[]), Shard(1, 2)))
     )
     assert join(tmp_path) == EXIT_ERROR
     assert "different shard counts (1/2, 1/3)" in capsys.readouterr().err
@@ -461,9 +473,7 @@ def test_join_drift_unreadable_report_names_the_file(tmp_path, capsys):
 
 def test_drift_json_reads_back_as_it_was_written():
     dry = drifted_on("proxy-a-2")(None, HOSTS, ["proxies"])
-    again, shard = rollout.dry_run_from_json(
-        json.loads(json.dumps(rollout.drift_json(dry, Shard(2, 5))))
-    )
+    again, shard = dry_run_from_json(json.loads(json.dumps(drift_json(dry, Shard(2, 5)))))
     assert shard == Shard(2, 5)
     assert (again.hosts, again.drift, again.not_checked, again.error) == (
         dry.hosts,

@@ -1,1 +1,1 @@
-"""Helpers run by people and by the CI jobs (through the Makefile): see tools/rollout.py."""
+"""Helpers run by people and by the CI jobs (through the Makefile): see tools/rollout/."""

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tools.capture_pyinfra_fixtures [--out tests/data/pyinfra]
 
-Re-run it after a pyinfra upgrade and review the diff: tools/rollout.py decides from this output
+Re-run it after a pyinfra upgrade and review the diff: tools/rollout/ decides from this output
 only (`-y --json` results, `--dry --json` plan, the PROXY_DEPLOY_DRIFT_FILE lines), so its tests
 must be fed the real thing, not hand-written JSON. tests/test_rollout.py also runs pyinfra live
 once and checks that the installed version still prints the shape stored here.

@@ -1,0 +1,7 @@
+"""`python -m tools.rollout`: the command line (cli.py)."""
+
+import sys
+
+from tools.rollout.cli import main
+
+sys.exit(main())
