@@ -49,6 +49,17 @@ def drifted_fleet(deployed, lab_env, proxies):
         on_host(node.name, f"nft delete table {SABOTAGE} 2>/dev/null || true")
 
 
+def test_canary_on_a_converged_proxy_passes_with_nothing_to_do(deployed, lab_env, proxies):
+    """A converged host runs no operation that changes or reads anything: the rollout must still
+    see it deployed (tasks/finish.py lists it in pyinfra's results), not "ran nothing on it"."""
+    assert run_deploy(lab_env).returncode == 0
+    canary = proxies[0].name
+    done = rollout(lab_env, "canary", "--canary", canary)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert f"{canary}: healthy" in done.stdout, done.stdout
+    assert "ran nothing" not in done.stdout + done.stderr
+
+
 def test_batches_of_one_then_half_then_all_deploy_three_proxies_one_by_one(
     drifted_fleet, lab_env, proxies
 ):
