@@ -8,7 +8,7 @@ nftables-proxy-deploy.conf: stopping the unit deletes our table only, where Debi
 record /var/lib/proxy-deploy/active/firewall: the hash of the ruleset file it loaded and a hash of
 the live table right after loading. A live table that differs (flushed or edited by hand), or a
 ruleset installed but never loaded (a run killed in between), is drift; the run reloads it.
-Reads: firewall_enabled, admin_cidrs, allowed_http_cidrs, https_enabled, listen_port;
+Reads: firewall_enabled, admin_cidrs, allowed_http_cidrs, listen_port;
 pyinfra's ssh_port.
 Leaves alone: the lockout guard (tasks/preflight.py refuses a run whose own address the new
 SSH rule would not allow, before anything changes).
@@ -81,16 +81,14 @@ def nftables_conf(settings: Settings, ssh_port: int) -> str:
     """/etc/nftables.conf for SETTINGS, SSH on SSH_PORT."""
     admin_v4, admin_v6 = _by_family(settings.admin_cidrs)
     http_v4, http_v6 = _by_family(settings.allowed_http_cidrs)
-    extra = [443] if settings.https_enabled and settings.listen_port != 443 else []
     return render(
         "nftables/nftables.conf.j2",
-        s=settings,
         ssh_port=ssh_port,
         admin_v4=admin_v4,
         admin_v6=admin_v6,
         http_v4=http_v4,
         http_v6=http_v6,
-        http_ports=[settings.listen_port, *extra],
+        http_ports=[settings.listen_port],
     )
 
 

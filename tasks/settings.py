@@ -391,17 +391,6 @@ class Settings:
     firewall_enabled: bool = _setting(
         True, Bool(), "Install the nftables policy: drop everything not allowed above."
     )
-    https_enabled: bool = _setting(
-        False,
-        Only(
-            False,
-            "False: TLS terminates at the load balancer, which speaks HTTP to the proxies inside "
-            "the VPC; nginx has no certificate and does not listen on 443",
-        ),
-        "Reserved: TLS from the load balancer to the proxies is not built (no certificate, no "
-        "listener on 443), so opening 443 in the firewall would only expose a closed port. "
-        "True is refused.",
-    )
     sshd_allow_users: tuple[str, ...] = _setting(
         ("admin",),
         ListOf(_USER, at_least_one=True, what="login names"),
@@ -696,7 +685,19 @@ def _is_unknown(key: str) -> bool:
     return key not in _FIELDS and not key.startswith(FOREIGN_KEY_PREFIXES)
 
 
+# Settings that existed and went, with what to do instead: a group_data file that still sets one
+# gets this rather than "unknown setting".
+REMOVED_SETTINGS = {
+    "https_enabled": (
+        "removed: TLS terminates at the load balancer, which speaks HTTP to the proxies inside "
+        "the VPC (nginx never had a certificate or a listener on 443); delete the line"
+    ),
+}
+
+
 def _unknown_key(key: str, value: Any) -> str:
+    if key in REMOVED_SETTINGS:
+        return _message(key, value, REMOVED_SETTINGS[key])
     close = difflib.get_close_matches(key, _FIELDS, n=1)
     hint = f"; did you mean {close[0]}?" if close else ""
     return _message(

@@ -92,7 +92,6 @@ BAD_VALUES = [
     ("trusted_proxy_cidrs", "10.0.0.0/8", "must be None (`lb_subnet_cidrs`) or a list of CIDR"),
     ("lb_subnet_cidrs", ["fd00:77::/64"], "must be a list of IPv4 CIDR networks (not /0)"),
     ("behind_load_balancer", "yes", "None (yes for hosts of the EC2 inventory) or True or False"),
-    ("https_enabled", True, "must be False: TLS terminates at the load balancer"),
     ("retry_on_client_errors_reason", "why", "empty, or a reason of 10-200 characters"),
     ("upstream_servers", ["app.internal"], 'must be a list of "host:port"'),
     ("upstream_servers", ["app.internal:0"], "port 1-65535"),
@@ -148,6 +147,16 @@ def test_bad_value_refused_naming_key_value_and_allowed(key: str, value: Any, al
     message = refused(**{key: value})
     assert f"{key} = {value!r}: must be " in message
     assert allowed in message
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_removed_setting_is_refused_saying_why_and_what_to_do(value: bool) -> None:
+    """https_enabled opened 443 while nginx never listened there (issue 13 item 7): it is gone."""
+    assert refused(https_enabled=value) == (
+        f"https_enabled = {value!r}: removed: TLS terminates at the load balancer, which speaks "
+        "HTTP to the proxies inside the VPC (nginx never had a certificate or a listener on 443); "
+        "delete the line"
+    )
 
 
 def test_example_message_from_the_brief() -> None:
@@ -248,7 +257,6 @@ def test_cross_field_rule_refused(data: dict[str, Any], expected: str) -> None:
         {"ec2_instance_id": "i-0abc", "trusted_proxy_cidrs": ["10.0.0.0/16"]},
         {"ec2_instance_id": "i-0abc", "behind_load_balancer": False},
         {"ec2_instance_id": "i-0abc", "rate_limit_rps": 0, "conn_limit_per_client": 0},
-        {"https_enabled": False},
     ],
 )
 def test_cross_field_rule_accepts_the_valid_side(data: dict[str, Any]) -> None:
