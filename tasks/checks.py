@@ -257,18 +257,6 @@ class ListOf(Check):
         return tuple(items)
 
 
-class Only(Check):
-    """One value only; `allowed` says why (a setting kept for its name, not yet built)."""
-
-    def __init__(self, value: Any, allowed: str) -> None:
-        self.value, self.allowed = value, allowed
-
-    def __call__(self, value: Any) -> Any:
-        if type(value) is not type(self.value) or value != self.value:
-            raise Invalid()
-        return value
-
-
 class NoneOr(Check):
     """None (meaning NONE, e.g. "computed"), or a value that passes `check`."""
 

@@ -48,7 +48,6 @@ from tasks.checks import (
     Invalid,
     ListOf,
     NoneOr,
-    Only,
     Pattern,
     Rate,
     Size,

@@ -314,7 +314,7 @@ def test_nftables_allows_http_only_from_allowed_http_sets() -> None:
 
 
 def test_nftables_never_opens_443() -> None:
-    # TLS terminates at the load balancer (the setting https_enabled is gone: tests/test_settings.py).
+    # TLS terminates at the load balancer (https_enabled is gone: tests/test_settings.py).
     rules = _rules(_nft(_settings(listen_port=8080)))
     assert "tcp dport { 8080 } ip saddr @http_v4 accept" in rules
     assert "443" not in "\n".join(rules)
