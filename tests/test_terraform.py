@@ -740,28 +740,35 @@ if [ "$1" = output ]; then echo "{\\"lb_subnet_cidrs\\": {\\"value\\": $FAKE_LB_
 """
 
 
-def test_terraform_wrapper_passes_state_credentials_and_firewall_lists(tmp_path):
+def _run_wrapper(tmp_path: Path, action: str, **env: str) -> subprocess.CompletedProcess:
+    """tools/terraform.sh ACTION in a copy of the repository, with FAKE_TERRAFORM as terraform
+    (what the wrapper gives Terraform is the subject, not Terraform) logging to tmp_path/log."""
     for part in ("tools", "tasks", "terraform", "group_data"):
         shutil.copytree(REPO / part, tmp_path / part, ignore=shutil.ignore_patterns(".terraform"))
     bindir = tmp_path / "bin"
     bindir.mkdir()
     (bindir / "terraform").write_text(FAKE_TERRAFORM)
     (bindir / "terraform").chmod(0o755)
-    log = tmp_path / "log"
     env = {
         "PATH": f"{bindir}:{os.environ['PATH']}",
-        "FAKE_LOG": str(log),
+        "FAKE_LOG": str(tmp_path / "log"),
         "ENVIRONMENT": "lab",
         "CI_API_V4_URL": "https://gitlab.example.com/api/v4",
         "CI_PROJECT_ID": "42",
         "CI_JOB_TOKEN": "job-token-value",
+        **env,
     }
-    proc = subprocess.run(
-        ["sh", str(tmp_path / "tools" / "terraform.sh"), "plan"],
+    return subprocess.run(
+        ["sh", str(tmp_path / "tools" / "terraform.sh"), action],
         env=env,
         capture_output=True,
         text=True,
     )
+
+
+def test_terraform_wrapper_passes_state_credentials_and_firewall_lists(tmp_path):
+    proc = _run_wrapper(tmp_path, "plan")
+    log = tmp_path / "log"
     assert proc.returncode == 0, proc.stderr
     text = log.read_text()
     state = "https://gitlab.example.com/api/v4/projects/42/terraform/state/lab"
@@ -782,26 +789,7 @@ def test_terraform_wrapper_passes_state_credentials_and_firewall_lists(tmp_path)
 def test_terraform_apply_checks_the_lb_subnets_against_group_data(tmp_path, subnets, status):
     """After the apply, the load balancer's subnets must be group_data's lb_subnet_cidrs (issue 13
     item 2): a mismatch fails the apply's job, before any deploy, with the line to write."""
-    for part in ("tools", "tasks", "terraform", "group_data"):
-        shutil.copytree(REPO / part, tmp_path / part, ignore=shutil.ignore_patterns(".terraform"))
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "terraform").write_text(FAKE_TERRAFORM)
-    (bindir / "terraform").chmod(0o755)
-    env = {
-        "PATH": f"{bindir}:{os.environ['PATH']}",
-        "FAKE_LOG": str(tmp_path / "log"),
-        "FAKE_LB_SUBNETS": subnets,
-        "ENVIRONMENT": "lab",
-        "CI_PROJECT_ID": "42",
-        "CI_JOB_TOKEN": "job-token-value",
-    }
-    proc = subprocess.run(
-        ["sh", str(tmp_path / "tools" / "terraform.sh"), "apply"],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    proc = _run_wrapper(tmp_path, "apply", FAKE_LB_SUBNETS=subnets)
     assert proc.returncode == status, proc.stderr
     assert json.loads((tmp_path / "terraform" / "outputs.json").read_text())
     if status:

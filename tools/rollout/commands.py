@@ -249,19 +249,24 @@ def _empty_shard_report(settings: Settings, title: str) -> int:
     return EXIT_OK
 
 
+def _checked_drift(
+    settings: Settings, actions: Actions, hosts: list[Host], title: str, out: Output
+) -> tuple[DryRun, str]:
+    """A dry run over HOSTS and its report under TITLE, printed."""
+    limits = _dry_run_limits(settings, hosts)
+    dry = actions.dry_run(settings, hosts, limits)
+    text = format_drift_report(
+        dry, title=title, command=dry_run_command(settings, limits), shard=settings.shard
+    )
+    out(text.rstrip("\n"))
+    return dry, text
+
+
 def cmd_drift(settings: Settings, actions: Actions, out: Output) -> int:
     hosts = _own_hosts(settings, actions.load_hosts(settings), out)
     if not hosts:
         return _empty_shard_report(settings, "Drift report")
-    limits = _dry_run_limits(settings, hosts)
-    dry = actions.dry_run(settings, hosts, limits)
-    text = format_drift_report(
-        dry,
-        title="Drift report",
-        command=dry_run_command(settings, limits),
-        shard=settings.shard,
-    )
-    out(text.rstrip("\n"))
+    dry, text = _checked_drift(settings, actions, hosts, "Drift report", out)
     _write_drift_report(settings, dry, text)
     return drift_exit(dry)
 
@@ -270,15 +275,7 @@ def cmd_repair(settings: Settings, actions: Actions, out: Output) -> int:
     hosts = _own_hosts(settings, actions.load_hosts(settings), out)
     if not hosts:
         return _empty_shard_report(settings, "Drift before repair")
-    limits = _dry_run_limits(settings, hosts)
-    before = actions.dry_run(settings, hosts, limits)
-    report = format_drift_report(
-        before,
-        title="Drift before repair",
-        command=dry_run_command(settings, limits),
-        shard=settings.shard,
-    )
-    out(report.rstrip("\n"))
+    before, report = _checked_drift(settings, actions, hosts, "Drift before repair", out)
     drifted = [h for h in hosts if h.name in before.drifted]
     if before.error:
         _write_drift_report(settings, before, report)
