@@ -75,8 +75,21 @@ def _row(label: str, value: str, note: str = "") -> str:
 
 
 def to_text(report: Report, target: float | None = None) -> str:
-    r = report
-    out: list[str] = ["Proxy reliability report"]
+    """The report for people: one block of lines per section, each after a blank line."""
+    out = ["Proxy reliability report", *_inputs_text(report)]
+    out += _requests_text(report)
+    out += _success_text(report, target)
+    out += _retries_text(report)
+    out += _failing_routes_text(report)
+    out += _backends_text(report)
+    out += _blocked_text(report)
+    return "\n".join(out) + "\n"
+
+
+def _inputs_text(r: Report) -> list[str]:
+    """What the figures cover: time range, sources read (six named at most), sources not read
+    and malformed lines."""
+    out = []
     if r.first_time and r.last_time:
         span = (r.last_time - r.first_time).total_seconds()
         out.append(f"  time range   {iso(r.first_time)} .. {iso(r.last_time)} ({duration(span)})")
@@ -90,9 +103,13 @@ def to_text(report: Report, target: float | None = None) -> str:
         out.append(f"  NOT READ     {error}")
     first = f"; first: {r.malformed_examples[0]}" if r.malformed_examples else ""
     out.append(f"  malformed    {r.malformed:,} lines skipped{first}")
+    return out
 
+
+def _requests_text(r: Report) -> list[str]:
+    """How the requests divide: blocked, served, and of those served who answered."""
     classes = " · ".join(f"{k} {v:,}" for k, v in r.status_classes.items())
-    out += [
+    return [
         "",
         _row("Requests", f"{r.requests:,}"),
         _row("  blocked", f"{r.blocked:,}", "scanner paths answered 404 by nginx; in no rate"),
@@ -101,6 +118,12 @@ def to_text(report: Report, target: float | None = None) -> str:
             "    answered by nginx", f"{r.answered_by_nginx:,}", "no backend asked (405, 429, 444)"
         ),
         _row("    reached a backend", f"{r.reached_backend:,}"),
+    ]
+
+
+def _success_text(r: Report, target: float | None) -> list[str]:
+    """The two success rates, and the verdict against the target when there is one."""
+    out = [
         "",
         "Success rate",
         _row(
@@ -118,9 +141,13 @@ def to_text(report: Report, target: float | None = None) -> str:
         met = r.through_proxy is not None and r.through_proxy >= target
         verdict = "n/a" if r.through_proxy is None else "met" if met else "NOT MET"
         out.append(_row("  target", f"{target * 100:g}%", verdict))
+    return out
 
+
+def _retries_text(r: Report) -> list[str]:
+    """What became of failed first attempts, and the attempts per request as a histogram."""
     mean = f"{r.mean_attempts:.3f}" if r.mean_attempts is not None else "n/a"
-    out += [
+    return [
         "",
         "Retries",
         _row("  first attempt failed", f"{r.first_attempt_failed:,}"),
@@ -132,45 +159,60 @@ def to_text(report: Report, target: float | None = None) -> str:
             "one attempt only: POST, a status not in retry_on, or the client left",
         ),
         _row("  attempts per request", mean, f"mean over {r.reached_backend:,} requests"),
+        *_histogram_text(r),
     ]
+
+
+def _histogram_text(r: Report) -> list[str]:
+    """One bar per attempt count, the longest BAR_WIDTH long; any count above 0 gets a block."""
+    out = []
     biggest = max(r.attempts_histogram.values(), default=0)
     for attempts, count in r.attempts_histogram.items():
         bar = "█" * max(1, round(count / biggest * BAR_WIDTH)) if count else ""
         share = _share(count, r.reached_backend)
         out.append(f"    {attempts:>2}  {bar:<{BAR_WIDTH}}  {count:>9,}  {share:>6}")
+    return out
 
-    out += ["", "Top failing routes (by failures clients saw, then by failed first attempts)"]
-    if r.failing_routes:
-        rows = [
-            (
-                _clip(row.route),
-                f"{row.requests:,}",
-                f"{row.failed:,}",
-                f"{row.first_attempt_failed:,}",
-                _share(row.first_attempt_failed, row.reached_backend),
-            )
-            for row in r.failing_routes
-        ]
-        out += _table(("ROUTE", "REQUESTS", "FAILED", "FIRST ATTEMPT FAILED", "(%)"), rows)
-    else:
-        out.append("  none")
 
-    if r.backends:
-        out += ["", "Attempts by backend"]
-        rows = [
-            (b.address, f"{b.attempts:,}", f"{b.failed:,}", _share(b.failed, b.attempts))
-            for b in r.backends
-        ]
-        out += _table(("ADDRESS", "ATTEMPTS", "FAILED", "(%)"), rows)
+def _failing_routes_text(r: Report) -> list[str]:
+    """The top failing routes as a table, or "none"."""
+    out = ["", "Top failing routes (by failures clients saw, then by failed first attempts)"]
+    if not r.failing_routes:
+        return [*out, "  none"]
+    rows = [
+        (
+            _clip(row.route),
+            f"{row.requests:,}",
+            f"{row.failed:,}",
+            f"{row.first_attempt_failed:,}",
+            _share(row.first_attempt_failed, row.reached_backend),
+        )
+        for row in r.failing_routes
+    ]
+    return out + _table(("ROUTE", "REQUESTS", "FAILED", "FIRST ATTEMPT FAILED", "(%)"), rows)
 
-    out += ["", f"Blocked requests: {r.blocked:,}"]
+
+def _backends_text(r: Report) -> list[str]:
+    """Attempts and failures per backend address; no section at all without a backend."""
+    if not r.backends:
+        return []
+    rows = [
+        (b.address, f"{b.attempts:,}", f"{b.failed:,}", _share(b.failed, b.attempts))
+        for b in r.backends
+    ]
+    return ["", "Attempts by backend", *_table(("ADDRESS", "ATTEMPTS", "FAILED", "(%)"), rows)]
+
+
+def _blocked_text(r: Report) -> list[str]:
+    """The blocked count, then (when there are any) the top paths and source addresses."""
+    out = ["", f"Blocked requests: {r.blocked:,}"]
     if r.blocked:
         out += _table(("BY PATH", "REQUESTS"), [(_clip(p), f"{n:,}") for p, n in r.blocked_by_path])
         out.append("")
         out += _table(
             ("BY SOURCE ADDRESS", "REQUESTS"), [(a, f"{n:,}") for a, n in r.blocked_by_source]
         )
-    return "\n".join(out) + "\n"
+    return out
 
 
 def to_json(report: Report, target: float | None = None) -> dict[str, Any]:
