@@ -219,13 +219,7 @@ def to_json(report: Report, target: float | None = None) -> dict[str, Any]:
     """Everything `to_text` shows, plus the timeline the PNG is drawn from."""
     r = report
     return {
-        "time_range": {
-            "first": iso(r.first_time),
-            "last": iso(r.last_time),
-            "seconds": (r.last_time - r.first_time).total_seconds()
-            if r.first_time and r.last_time
-            else None,
-        },
+        "time_range": _time_range_json(r),
         "sources": [
             {"name": s.name, "requests": s.requests, "malformed": s.malformed, "error": s.error}
             for s in r.sources
@@ -245,6 +239,32 @@ def to_json(report: Report, target: float | None = None) -> dict[str, Any]:
             "backend_alone": r.backend_alone,
             "target": target,
         },
+        **_outcomes_json(r),
+        "attempts": {
+            "total": r.attempts,
+            "mean": r.mean_attempts,
+            "histogram": {str(k): v for k, v in r.attempts_histogram.items()},
+        },
+        "top_failing_routes": _failing_routes_json(r),
+        "attempts_by_backend": [
+            {"address": b.address, "attempts": b.attempts, "failed": b.failed} for b in r.backends
+        ],
+        "blocked": _blocked_json(r),
+        "timeline": _timeline_json(r),
+    }
+
+
+def _time_range_json(r: Report) -> dict[str, Any]:
+    """First and last request (ISO, UTC) and the seconds between; None without a request."""
+    seconds = None
+    if r.first_time and r.last_time:
+        seconds = (r.last_time - r.first_time).total_seconds()
+    return {"first": iso(r.first_time), "last": iso(r.last_time), "seconds": seconds}
+
+
+def _outcomes_json(r: Report) -> dict[str, int]:
+    """The request counts behind the two rates and the retries, as top-level keys."""
+    return {
         "client_ok": r.client_ok,
         "client_failed": r.client_failed,
         "first_attempt_ok": r.first_ok,
@@ -252,42 +272,44 @@ def to_json(report: Report, target: float | None = None) -> dict[str, Any]:
         "recovered_by_retries": r.recovered,
         "failed_after_retries": r.failed_after_retries,
         "failed_not_retried": r.failed_not_retried,
-        "attempts": {
-            "total": r.attempts,
-            "mean": r.mean_attempts,
-            "histogram": {str(k): v for k, v in r.attempts_histogram.items()},
-        },
-        "top_failing_routes": [
+    }
+
+
+def _failing_routes_json(r: Report) -> list[dict[str, Any]]:
+    return [
+        {
+            "route": row.route,
+            "requests": row.requests,
+            "failed": row.failed,
+            "reached_backend": row.reached_backend,
+            "first_attempt_failed": row.first_attempt_failed,
+        }
+        for row in r.failing_routes
+    ]
+
+
+def _blocked_json(r: Report) -> dict[str, Any]:
+    return {
+        "total": r.blocked,
+        "by_path": [{"path": p, "requests": n} for p, n in r.blocked_by_path],
+        "by_source": [{"remote_addr": a, "requests": n} for a, n in r.blocked_by_source],
+    }
+
+
+def _timeline_json(r: Report) -> dict[str, Any]:
+    """The points the PNG draws; a rate is None (not 0) for a bucket with nothing to rate."""
+    return {
+        "bucket_seconds": r.bucket_seconds,
+        "points": [
             {
-                "route": row.route,
-                "requests": row.requests,
-                "failed": row.failed,
-                "reached_backend": row.reached_backend,
-                "first_attempt_failed": row.first_attempt_failed,
+                "start": iso(p.start),
+                "served": p.served,
+                "client_ok": p.client_ok,
+                "reached_backend": p.reached_backend,
+                "first_attempt_ok": p.first_ok,
+                "through_proxy": p.through_proxy,
+                "backend_alone": p.backend_alone,
             }
-            for row in r.failing_routes
+            for p in r.timeline
         ],
-        "attempts_by_backend": [
-            {"address": b.address, "attempts": b.attempts, "failed": b.failed} for b in r.backends
-        ],
-        "blocked": {
-            "total": r.blocked,
-            "by_path": [{"path": p, "requests": n} for p, n in r.blocked_by_path],
-            "by_source": [{"remote_addr": a, "requests": n} for a, n in r.blocked_by_source],
-        },
-        "timeline": {
-            "bucket_seconds": r.bucket_seconds,
-            "points": [
-                {
-                    "start": iso(p.start),
-                    "served": p.served,
-                    "client_ok": p.client_ok,
-                    "reached_backend": p.reached_backend,
-                    "first_attempt_ok": p.first_ok,
-                    "through_proxy": p.through_proxy,
-                    "backend_alone": p.backend_alone,
-                }
-                for p in r.timeline
-            ],
-        },
     }
