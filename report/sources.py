@@ -371,86 +371,132 @@ def ssh_log_lines(
     read_timeout: float = SSH_READ_TIMEOUT,
 ) -> Iterator[bytes]:
     """Stream `sudo -n cat LOG` from one proxy, line by line; a non-zero exit is a SourceError."""
-    import paramiko
-
-    where = f"{target.hostname}:{target.port}"
     known = str(auth.known_hosts) if auth.known_hosts else "~/.ssh/known_hosts"
     jump_client = None
     client = _host_keys_client(auth.known_hosts)
     try:
         sock = None
         if target.jump is not None:
-            jump = target.jump
-            hop = f"bastion {jump.host}:{jump.port}"
             jump_client = _host_keys_client(auth.known_hosts, system_too=True)
-            try:
-                jump_client.connect(
-                    jump.host,
-                    jump.port,
-                    username=jump.user,
-                    key_filename=jump.key_file,
-                    look_for_keys=jump.key_file is None,
-                    timeout=timeout,
-                    banner_timeout=timeout,
-                    auth_timeout=timeout,
-                )
-                transport = jump_client.get_transport()
-                assert transport is not None
-                sock = transport.open_channel(
-                    "direct-tcpip", (target.hostname, target.port), ("127.0.0.1", 0), timeout
-                )
-            except (OSError, paramiko.SSHException) as e:
-                raise _ssh_failure(
-                    hop,
-                    e,
-                    user=jump.user,
-                    key=(
-                        "EC2_INVENTORY_BASTION_KEY"
-                        if jump.key_file
-                        else "the SSH agent and default keys"
-                    ),
-                    known=f"{known} or ~/.ssh/known_hosts" if auth.known_hosts else known,
-                ) from None
-        try:
-            client.connect(
-                target.hostname,
-                target.port,
-                username=target.user,
-                pkey=auth.key,
-                allow_agent=auth.key is None,
-                look_for_keys=auth.key is None,
-                timeout=timeout,
-                banner_timeout=timeout,
-                auth_timeout=timeout,
-                sock=sock,
-            )
-            transport = client.get_transport()
-            assert transport is not None
-            channel = transport.open_session(timeout=timeout)
-            channel.settimeout(read_timeout)
-            command = remote_command(log_path)
-            channel.exec_command(command)
-        except (OSError, paramiko.SSHException) as e:
-            raise _ssh_failure(
-                where,
-                e,
-                user=target.user,
-                key="DEPLOY_SSH_KEY" if auth.key else "the SSH agent and default keys",
-                known=known,
-            ) from None
-        count = 0
-        try:
-            for line in channel.makefile("rb"):
-                count += 1
-                yield line
-            status = channel.recv_exit_status()
-            errors = channel.makefile_stderr("rb").read().decode("utf-8", "replace").strip()
-        except (OSError, paramiko.SSHException) as e:
-            raise SourceError(f"{where}: reading stopped after {count} lines ({e})") from None
-        if status != 0:
-            detail = errors.splitlines()[-1] if errors else "no message"
-            raise SourceError(f"`{command}` on {where} failed (exit {status}): {detail}")
+            sock = _bastion_channel(jump_client, target, auth, known=known, timeout=timeout)
+        channel = _start_cat(
+            client,
+            target,
+            auth,
+            log_path,
+            sock=sock,
+            known=known,
+            timeout=timeout,
+            read_timeout=read_timeout,
+        )
+        yield from _cat_output(channel, f"{target.hostname}:{target.port}", log_path)
     finally:
+        # Also when the caller stops early: a generator closed mid-stream lands here too.
         client.close()
         if jump_client is not None:
             jump_client.close()
+
+
+def _bastion_channel(
+    jump_client: paramiko.SSHClient,
+    target: SshTarget,
+    auth: SshAuth,
+    *,
+    known: str,
+    timeout: float,
+) -> paramiko.Channel:
+    """Log in to the bastion (EC2_INVENTORY_BASTION) and open a TCP channel from it to the
+    proxy's SSH port, for the proxy's own login to run over."""
+    import paramiko
+
+    jump = target.jump
+    assert jump is not None
+    try:
+        jump_client.connect(
+            jump.host,
+            jump.port,
+            username=jump.user,
+            key_filename=jump.key_file,
+            look_for_keys=jump.key_file is None,
+            timeout=timeout,
+            banner_timeout=timeout,
+            auth_timeout=timeout,
+        )
+        transport = jump_client.get_transport()
+        assert transport is not None
+        return transport.open_channel(
+            "direct-tcpip", (target.hostname, target.port), ("127.0.0.1", 0), timeout
+        )
+    except (OSError, paramiko.SSHException) as e:
+        raise _ssh_failure(
+            f"bastion {jump.host}:{jump.port}",
+            e,
+            user=jump.user,
+            key="EC2_INVENTORY_BASTION_KEY" if jump.key_file else "the SSH agent and default keys",
+            # The bastion's client reads ~/.ssh/known_hosts as well (_host_keys_client).
+            known=f"{known} or ~/.ssh/known_hosts" if auth.known_hosts else known,
+        ) from None
+
+
+def _start_cat(
+    client: paramiko.SSHClient,
+    target: SshTarget,
+    auth: SshAuth,
+    log_path: str,
+    *,
+    sock: paramiko.Channel | None,
+    known: str,
+    timeout: float,
+    read_timeout: float,
+) -> paramiko.Channel:
+    """Log in to the proxy (over `sock` when a bastion carries the connection) and start
+    `remote_command` on it; the channel its output comes on."""
+    import paramiko
+
+    try:
+        client.connect(
+            target.hostname,
+            target.port,
+            username=target.user,
+            pkey=auth.key,
+            allow_agent=auth.key is None,
+            look_for_keys=auth.key is None,
+            timeout=timeout,
+            banner_timeout=timeout,
+            auth_timeout=timeout,
+            sock=sock,
+        )
+        transport = client.get_transport()
+        assert transport is not None
+        channel = transport.open_session(timeout=timeout)
+        channel.settimeout(read_timeout)
+        channel.exec_command(remote_command(log_path))
+    except (OSError, paramiko.SSHException) as e:
+        raise _ssh_failure(
+            f"{target.hostname}:{target.port}",
+            e,
+            user=target.user,
+            key="DEPLOY_SSH_KEY" if auth.key else "the SSH agent and default keys",
+            known=known,
+        ) from None
+    return channel
+
+
+def _cat_output(channel: paramiko.Channel, where: str, log_path: str) -> Iterator[bytes]:
+    """The lines `remote_command` prints, then its exit status: a non-zero exit is a
+    SourceError with the last line it wrote to standard error."""
+    import paramiko
+
+    count = 0
+    try:
+        for line in channel.makefile("rb"):
+            count += 1
+            yield line
+        status = channel.recv_exit_status()
+        errors = channel.makefile_stderr("rb").read().decode("utf-8", "replace").strip()
+    except (OSError, paramiko.SSHException) as e:
+        raise SourceError(f"{where}: reading stopped after {count} lines ({e})") from None
+    if status != 0:
+        detail = errors.splitlines()[-1] if errors else "no message"
+        command = remote_command(log_path)
+        raise SourceError(f"`{command}` on {where} failed (exit {status}): {detail}")
