@@ -2,7 +2,8 @@
 
 No lab and no network: sample logs are tests/data/proxy_access_sample.log (its figures are
 worked out by hand below) or written by the tests; S3 runs on moto's in-process mock_aws; of the
-SSH path only the pure parts and the checks made before any connection are tested.
+SSH path only the pure parts, the checks made before any connection and the helpers of
+ssh_log_lines over fake paramiko objects are tested.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import gzip
 import io
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,8 +27,12 @@ from report.render import percent
 from report.sources import (
     JumpHost,
     SourceError,
+    SshAuth,
     SshTarget,
     UsageError,
+    _bastion_channel,
+    _cat_output,
+    _start_cat,
     list_s3_keys,
     load_proxy_targets,
     parse_s3_url,
@@ -773,3 +779,98 @@ def test_inventory_error_is_a_source_error(capsys: pytest.CaptureFixture[str]) -
     assert code == 4
     assert "not read: inventory: EC2_INVENTORY_NOPE is not an inventory setting" in err
     assert out == ""
+
+
+# --- SSH: the helpers of ssh_log_lines, over fake paramiko objects (no connection) ----------------
+
+
+class FakeChannel:
+    """What _cat_output reads: stdout lines (an exception after them if `fail`), exit, stderr."""
+
+    def __init__(
+        self,
+        lines: list[bytes],
+        status: int = 0,
+        stderr: bytes = b"",
+        fail: Exception | None = None,
+    ) -> None:
+        self.lines, self.status, self.stderr, self.fail = lines, status, stderr, fail
+
+    def makefile(self, mode: str) -> Iterator[bytes]:
+        yield from self.lines
+        if self.fail is not None:
+            raise self.fail
+
+    def recv_exit_status(self) -> int:
+        return self.status
+
+    def makefile_stderr(self, mode: str) -> io.BytesIO:
+        return io.BytesIO(self.stderr)
+
+
+class RefusingClient:
+    """An SSHClient whose connect fails with `error`."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def connect(self, *args: object, **kwargs: object) -> None:
+        raise self.error
+
+
+def test_cat_output_yields_the_lines_of_a_zero_exit() -> None:
+    assert list(_cat_output(FakeChannel([b"a\n", b"b\n"]), "h:22", "/x")) == [b"a\n", b"b\n"]
+
+
+def test_cat_output_nonzero_exit_names_the_command_and_its_last_error_line() -> None:
+    channel = FakeChannel([b"a\n"], status=1, stderr=b"first\nsudo: a password is required\n")
+    with pytest.raises(SourceError) as e:
+        list(_cat_output(channel, "h:22", "/var/log/a b.log"))
+    assert str(e.value) == (
+        "`sudo -n cat -- '/var/log/a b.log'` on h:22 failed (exit 1): sudo: a password is required"
+    )
+
+
+def test_cat_output_broken_stream_says_how_many_lines_were_read() -> None:
+    channel = FakeChannel([b"a\n", b"b\n"], fail=OSError("socket closed"))
+    with pytest.raises(
+        SourceError, match=r"^h:22: reading stopped after 2 lines \(socket closed\)$"
+    ):
+        list(_cat_output(channel, "h:22", "/x"))
+
+
+def test_start_cat_refused_login_names_the_user_and_the_key() -> None:
+    import paramiko
+
+    client = RefusingClient(paramiko.AuthenticationException("no"))
+    target = SshTarget("proxy-1", "10.0.0.1", 22, "admin")
+    auth = SshAuth(key=None, known_hosts=None)
+    with pytest.raises(SourceError) as e:
+        _start_cat(
+            client,  # type: ignore[arg-type]
+            target,
+            auth,
+            "/x",
+            sock=None,
+            known="kh",
+            timeout=1,
+            read_timeout=1,
+        )
+    assert str(e.value) == (
+        "login to 10.0.0.1:22 as admin refused with the SSH agent and default keys"
+    )
+
+
+def test_bastion_unknown_host_key_names_both_known_hosts_files() -> None:
+    import paramiko
+
+    client = RefusingClient(paramiko.SSHException("Server 'b' not found in known_hosts"))
+    jump = JumpHost("bastion.example", 2200, "ec2-user", "/keys/bastion")
+    target = SshTarget("proxy-1", "10.0.0.1", 22, "admin", jump)
+    auth = SshAuth(key=None, known_hosts=Path("/kh"))
+    with pytest.raises(
+        SourceError,
+        match=r"^host key of bastion bastion\.example:2200 is not in "
+        r"/kh or ~/\.ssh/known_hosts: refused",
+    ):
+        _bastion_channel(client, target, auth, known="/kh", timeout=1)  # type: ignore[arg-type]
