@@ -21,7 +21,7 @@ import time
 
 import pytest
 from conftest import REPO, DeployRun, run_deploy
-from test_deploy import on_host, sha1_of
+from lab_hosts import on_host, sha1_of
 from test_lab import ssh
 
 from lab import core

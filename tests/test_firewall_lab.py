@@ -13,7 +13,7 @@ LAB_STAGE 13: after the drift tests (the fleet is converged), before hardening.
 from __future__ import annotations
 
 import pytest
-from test_deploy import on_host
+from lab_hosts import on_host
 from test_drift_lab import converge
 
 from lab import core

@@ -9,7 +9,7 @@ machine's kernel).
 from __future__ import annotations
 
 import pytest
-from test_deploy import on_host
+from lab_hosts import on_host
 from test_lab import ssh
 
 pytestmark = pytest.mark.lab

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import run_deploy
-from test_deploy import on_host
+from lab_hosts import on_host
 
 pytestmark = pytest.mark.lab
 LAB_STAGE = 15

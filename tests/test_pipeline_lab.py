@@ -9,56 +9,15 @@ converged (and asserts it), except the last, which leaves drift on purpose.
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 from conftest import REPO, run_deploy
-from test_deploy import on_host, sha1_of
+from lab_hosts import MANAGED, SABOTAGE, block_runner_health_checks, ci_job, on_host, sha1_of
 
 from lab import config, core
 
 pytestmark = pytest.mark.lab
 LAB_STAGE = 40
-
-GITLAB_CI_LOCAL = REPO / "tools/gitlab-ci-local/node_modules/.bin/gitlab-ci-local"
-MANAGED = "/etc/nginx/nginx.conf"
-SABOTAGE = "inet lab_sabotage"
-
-
-def ci_job(lab_env: dict[str, str], job: str, **variables: str) -> subprocess.CompletedProcess:
-    """Run one job of .gitlab-ci.yml in this checkout, pointed at the lab."""
-    if not GITLAB_CI_LOCAL.exists():
-        pytest.fail("gitlab-ci-local is missing: `make test` installs it (make ci-local)")
-    names = (
-        "AWS_ENDPOINT_URL",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_DEFAULT_REGION",
-        "EC2_INVENTORY_REGIONS",
-        "ENVIRONMENT",
-        "DEPLOY_SSH_KEY",
-        "DEPLOY_SSH_KNOWN_HOSTS",
-    )
-    settings = {name: lab_env[name] for name in names}
-    # The lab has no OIDC: a stand-in token; the lab's static test credentials come first in
-    # boto3's chain. Health gates retry less than in production, to keep the tests short.
-    settings |= {"AWS_ID_TOKEN": "lab-has-no-oidc", "HEALTH_ATTEMPTS": "2", "HEALTH_INTERVAL": "1"}
-    settings |= variables
-    command = [str(GITLAB_CI_LOCAL), "--force-shell-executor", "--no-color"]
-    command += [f"--variable={key}={value}" for key, value in settings.items()]
-    return subprocess.run(
-        [*command, job], cwd=REPO, env=lab_env, capture_output=True, text=True, timeout=900
-    )
-
-
-def block_runner_health_checks(name: str) -> None:
-    """NAME stops answering the runner's health checks (its own firewall is untouched)."""
-    on_host(
-        name,
-        f"nft add table {SABOTAGE} && nft 'add chain {SABOTAGE} in "
-        "{ type filter hook input priority -10; }' && "
-        f"nft add rule {SABOTAGE} in ip saddr 10.77.0.1 tcp dport 80 drop",
-    )
 
 
 def drift_everywhere(proxies) -> None:

@@ -20,8 +20,7 @@ import time
 
 import pytest
 from conftest import REPO, run_deploy
-from test_deploy import on_host
-from test_pipeline_lab import MANAGED
+from lab_hosts import MANAGED, on_host
 
 from lab import config, fakeaws, lb
 

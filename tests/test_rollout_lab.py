@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 import test_pipeline_lab
 from conftest import REPO, run_deploy
-from test_deploy import on_host, sha1_of
-from test_pipeline_lab import MANAGED, SABOTAGE, block_runner_health_checks, ci_job
+from lab_hosts import MANAGED, SABOTAGE, block_runner_health_checks, ci_job, on_host, sha1_of
 
 from tools.rollout.hosts import parse_inventory_json, shard_of
 

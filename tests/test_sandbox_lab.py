@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import run_deploy
-from test_deploy import on_host
+from lab_hosts import on_host
 
 from lab import core
 from tasks import sandbox

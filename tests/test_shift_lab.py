@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, run_deploy
-from test_pipeline_lab import ci_job
+from lab_hosts import ci_job
 
 from lab import config, core, fakeaws
 from lab import lb as lab_lb

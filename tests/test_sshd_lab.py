@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 from conftest import REPO
-from test_deploy import on_host
+from lab_hosts import on_host
 from test_lab import ssh
 from test_sshd import POLICIES, SUITES
 

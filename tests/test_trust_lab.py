@@ -14,7 +14,7 @@ import sys
 
 import pytest
 from conftest import REPO, run_deploy
-from test_deploy import PROXY_LOG, on_host
+from lab_hosts import PROXY_LOG, on_host
 
 from lab import config, core, state
 

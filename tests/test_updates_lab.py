@@ -1,7 +1,7 @@
 """The first converge's one-off security upgrade on the lab (issue 12), on both Debian suites.
 
 After the `deployed` fixture converged every proxy: each has run unattended-upgrade once and
-holds the marker, so later converges (tests/test_deploy.py's second run) leave upgrades alone.
+holds the marker, so later converges (tests/test_deploy_lab.py's second run) leave upgrades alone.
 """
 
 from __future__ import annotations

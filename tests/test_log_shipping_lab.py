@@ -12,7 +12,7 @@ import sys
 import boto3
 import pytest
 from conftest import REPO
-from test_deploy import on_host
+from lab_hosts import on_host
 
 from lab import config, core, fakeaws
 

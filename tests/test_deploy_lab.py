@@ -12,6 +12,7 @@ import threading
 
 import pytest
 from conftest import run_deploy
+from lab_hosts import PROXY_LOG, on_host, sha1_of
 
 from lab import core
 
@@ -19,15 +20,6 @@ pytestmark = pytest.mark.lab
 LAB_STAGE = 10
 
 GET_URL = "http://{address}/pets/42"
-PROXY_LOG = "/var/log/nginx/proxy_access.log"
-
-
-def on_host(name: str, command: str) -> str:
-    return core.run_in(name, ["sh", "-c", command]).stdout
-
-
-def sha1_of(name: str, path: str) -> str:
-    return on_host(name, f"sha1sum {path} 2>/dev/null | cut -d' ' -f1").strip()
 
 
 @pytest.fixture
