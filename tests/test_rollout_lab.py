@@ -13,8 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lab_hosts
 import pytest
-import test_pipeline_lab
 from conftest import REPO, run_deploy
 from lab_hosts import MANAGED, SABOTAGE, block_runner_health_checks, ci_job, on_host, sha1_of
 
@@ -93,7 +93,7 @@ def sharded_pipeline(tmp_path: Path, shards: int) -> Path:
     pipeline.write_text(text.replace("\n  parallel: 1\n", f"\n  parallel: {shards}\n"))
     wrapper = tmp_path / "gitlab-ci-local"
     relative = os.path.relpath(pipeline, REPO)  # gitlab-ci-local's --file is relative to its cwd
-    real = test_pipeline_lab.GITLAB_CI_LOCAL
+    real = lab_hosts.GITLAB_CI_LOCAL
     wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(str(real))} --file {relative} "$@"\n')
     wrapper.chmod(0o755)
     return wrapper
@@ -120,7 +120,7 @@ def test_fleet_in_two_shards_via_gitlab_ci_local_deploys_each_proxy_by_its_shard
     """deploy:canary, then deploy:fleet as two parallel jobs over the three proxies: each proxy
     but the canary is deployed by the one shard its instance id hashes to and by no other, every
     shard with a proxy checks the canary first, and a shard left without one says so."""
-    monkeypatch.setattr(test_pipeline_lab, "GITLAB_CI_LOCAL", sharded_pipeline(tmp_path, 2))
+    monkeypatch.setattr(lab_hosts, "GITLAB_CI_LOCAL", sharded_pipeline(tmp_path, 2))
     expected = shards_of_proxies(lab_env, 2)
     assert sorted(expected) == sorted(n.name for n in proxies)
 
