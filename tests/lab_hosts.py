@@ -7,6 +7,7 @@ Not a test module: the lab test files import from it (pytest puts tests/ on the 
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pytest
 from conftest import REPO
@@ -62,4 +63,16 @@ def block_runner_health_checks(name: str) -> None:
         f"nft add table {SABOTAGE} && nft 'add chain {SABOTAGE} in "
         "{ type filter hook input priority -10; }' && "
         f"nft add rule {SABOTAGE} in ip saddr 10.77.0.1 tcp dport 80 drop",
+    )
+
+
+def run_rollout(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """`python -m tools.rollout ARGS` in this checkout with ENV, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "tools.rollout", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )

@@ -108,6 +108,7 @@ def test_rotated_audit_log_ships_from_the_sandbox_under_its_own_prefix(deployed,
             "750",
         ]
         marker = f"{AUDIT_RECORD} node={node.name}"
+        instance = instance_id(node.name)
         on_host(
             node.name,
             f"printf '%s\\n' '{marker}' > /var/log/audit/audit.log.1 && "
@@ -121,7 +122,7 @@ def test_rotated_audit_log_ships_from_the_sandbox_under_its_own_prefix(deployed,
                 node.name, "systemctl show -p DynamicUser proxy-log-shipping.service"
             )
             client = s3()
-            prefix = f"{AUDIT_PREFIX}/{instance_id(node.name)}/"
+            prefix = f"{AUDIT_PREFIX}/{instance}/"
             keys = [
                 item["Key"]
                 for item in client.list_objects_v2(Bucket=config.LOG_BUCKET, Prefix=prefix).get(
@@ -137,7 +138,7 @@ def test_rotated_audit_log_ships_from_the_sandbox_under_its_own_prefix(deployed,
             assert any(marker in body for body in bodies), (node.name, keys)
             # Never among the access logs, which everything downstream reads as JSON.
             access = client.list_objects_v2(
-                Bucket=config.LOG_BUCKET, Prefix=f"{PREFIX}/{instance_id(node.name)}/"
+                Bucket=config.LOG_BUCKET, Prefix=f"{PREFIX}/{instance}/"
             )
             assert not [i["Key"] for i in access.get("Contents", []) if "audit.log" in i["Key"]]
         finally:

@@ -14,13 +14,11 @@ LAB_STAGE 41: with the rollout's other lab tests, after the pipeline's.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 
 import pytest
-from conftest import REPO, run_deploy
-from lab_hosts import MANAGED, on_host
+from conftest import run_deploy
+from lab_hosts import on_host, run_rollout
 
 from lab import config, fakeaws, lb
 
@@ -29,17 +27,6 @@ LAB_STAGE = 41
 
 BLOCK = "inet lab_gate_test"  # the test's own table: the deploy's tables stay as they are
 VICTIM = "proxy-2"
-
-
-def rollout(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "tools.rollout", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def lb_sees(address: str, healthy: bool, timeout: float = 30.0) -> None:
@@ -69,7 +56,7 @@ def gate_env(deployed, lab_env, proxies):
 
 def test_gate_with_the_target_groups_passes_after_a_normal_deploy(gate_env, proxies):
     env, arns = gate_env
-    done = rollout(dict(env, ROLLOUT_TARGET_GROUP_ARNS=arns), "verify")
+    done = run_rollout(dict(env, ROLLOUT_TARGET_GROUP_ARNS=arns), "verify")
     assert done.returncode == 0, done.stdout + done.stderr
     for node in proxies:
         line = next(x for x in done.stdout.splitlines() if x.startswith(f"{node.name}: "))
@@ -90,16 +77,16 @@ def test_gate_fails_when_the_firewall_drops_the_load_balancer_but_the_probe_pass
     )
     try:
         lb_sees(victim.address, False)
-        probe_only = rollout(env, "verify")
-        with_lb = rollout(dict(env, ROLLOUT_TARGET_GROUP_ARNS=arns), "verify")
-        # Something for the canary to deploy: on a converged host the deploy adds no operation,
-        # and the rollout then reports "pyinfra ran nothing on it" before any gate.
-        on_host(VICTIM, f"echo '# hand edit' >> {MANAGED}")
-        canary = rollout(dict(env, ROLLOUT_TARGET_GROUP_ARNS=arns), "canary", "--canary", VICTIM)
+        probe_only = run_rollout(env, "verify")
+        with_lb = run_rollout(dict(env, ROLLOUT_TARGET_GROUP_ARNS=arns), "verify")
+        # A canary on the converged proxy: deployed with nothing to do, then gated.
+        canary = run_rollout(
+            dict(env, ROLLOUT_TARGET_GROUP_ARNS=arns), "canary", "--canary", VICTIM
+        )
     finally:
         on_host(VICTIM, f"nft delete table {BLOCK} 2>/dev/null || true")
         lb_sees(victim.address, True)
-        assert run_deploy(env, "--limit", VICTIM).returncode == 0  # the hand edit, if still there
+        assert run_deploy(env, "--limit", VICTIM).returncode == 0  # converged, whatever happened
 
     # The runner's probe of the private address alone sees nothing wrong...
     assert probe_only.returncode == 0, probe_only.stdout + probe_only.stderr

@@ -16,7 +16,15 @@ from pathlib import Path
 import lab_hosts
 import pytest
 from conftest import REPO, run_deploy
-from lab_hosts import MANAGED, SABOTAGE, block_runner_health_checks, ci_job, on_host, sha1_of
+from lab_hosts import (
+    MANAGED,
+    SABOTAGE,
+    block_runner_health_checks,
+    ci_job,
+    on_host,
+    run_rollout,
+    sha1_of,
+)
 
 from tools.rollout.hosts import parse_inventory_json, shard_of
 
@@ -25,15 +33,8 @@ LAB_STAGE = 41
 
 
 def rollout(lab_env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    env = dict(lab_env, HEALTH_ATTEMPTS="2", HEALTH_INTERVAL="1")  # short gates on the lab
-    return subprocess.run(
-        [sys.executable, "-m", "tools.rollout", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    """The rollout with short health gates (the lab answers at once)."""
+    return run_rollout(dict(lab_env, HEALTH_ATTEMPTS="2", HEALTH_INTERVAL="1"), *args)
 
 
 @pytest.fixture

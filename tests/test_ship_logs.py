@@ -72,10 +72,11 @@ class FakeS3:
     role_creds: dict[str, str]  # temporary credentials of an assumed role (with a session token)
     client: Any  # boto3's S3 client, signing as the IAM user
 
-    def objects(self, instance_id: str) -> dict[str, dict]:
-        """Key -> get_object answer (with the body read) for everything under the instance."""
+    def objects(self, instance_id: str, prefix: str = PREFIX) -> dict[str, dict]:
+        """Key -> get_object answer (with the body read) for everything under the instance, in
+        PREFIX (default: the access logs')."""
         client = self.client
-        listing = client.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/{instance_id}/")
+        listing = client.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/{instance_id}/")
         found = {}
         for item in listing.get("Contents", []):
             answer = client.get_object(Bucket=BUCKET, Key=item["Key"])
@@ -438,14 +439,6 @@ AUDIT_RECORD = (
 )
 
 
-def _audit_objects(s3: FakeS3, instance_id: str) -> dict[str, dict]:
-    listing = s3.client.list_objects_v2(Bucket=BUCKET, Prefix=f"{AUDIT_PREFIX}/{instance_id}/")
-    return {
-        item["Key"]: s3.client.get_object(Bucket=BUCKET, Key=item["Key"])
-        for item in listing.get("Contents", [])
-    }
-
-
 @pytest.mark.slow
 @needs_curl
 def test_rotated_audit_logs_ship_under_their_own_prefix_as_text(s3, host):
@@ -462,9 +455,9 @@ def test_rotated_audit_logs_ship_under_their_own_prefix_as_text(s3, host):
 
     assert run.returncode == 0, run.stderr
     assert run.stdout.endswith("2 file(s) shipped, 2 rotated file(s) seen\n")
-    ((key, stored),) = _audit_objects(s3, host.instance_id).items()
+    ((key, stored),) = s3.objects(host.instance_id, AUDIT_PREFIX).items()
     assert key.startswith(f"{AUDIT_PREFIX}/{host.instance_id}/") and "/audit.log-" in key
-    assert gzip.decompress(stored["Body"].read()) == AUDIT_RECORD * 3
+    assert gzip.decompress(stored["Body"]) == AUDIT_RECORD * 3
     assert stored["ContentType"] == "text/plain"
     assert all("audit.log" not in k for k in s3.objects(host.instance_id))
     assert again.stdout == "0 file(s) shipped, 2 rotated file(s) seen\n"
