@@ -22,7 +22,7 @@ def test_reliability_bench_prints_measured_and_theoretical_rates(deployed, tmp_p
             "-m",
             "bench.reliability",
             "--requests",
-            "200",
+            "500",
             "--p",
             "0.2",
             "--k",
@@ -40,9 +40,13 @@ def test_reliability_bench_prints_measured_and_theoretical_rates(deployed, tmp_p
     rows = json.loads(out.read_text())["rows"]
     assert [(r["p"], r["k"]) for r in rows] == [(0.2, 1), (0.2, 3)]
     one_try, three_tries = rows
+    # Sampled figures, so each bound sits at least six standard errors (500 requests) from what
+    # the lab measures: k=1 about 1.07 attempts a request, k=3 about 1.24, success 0.82 and 0.99.
     # Not exactly 1 with k=1: nginx tries once more when a *cached keepalive* connection fails
-    # (a dropped connection), whatever proxy_next_upstream_tries says.
-    assert one_try["attempts_per_request"] < 1.15 < three_tries["attempts_per_request"]
+    # (a dropped connection), whatever proxy_next_upstream_tries says; still far from 1 + p,
+    # what retrying every failure once would cost.
+    assert one_try["attempts_per_request"] < 1.2
+    assert three_tries["attempts_per_request"] > one_try["attempts_per_request"]
     assert three_tries["success"] > one_try["success"]
 
 
