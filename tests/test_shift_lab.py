@@ -127,10 +127,16 @@ def test_group_failing_real_requests_rolls_back_at_the_first_step(
     step = report["steps"][0]
     assert step["verdict"] == "fail"
     assert report["reason"].startswith("step 5%: client success")
-    assert step["new"]["success_rate"] < 0.9 < step["old"]["success_rate"]
+    # ~0.8 against ~1.0 on 80-odd requests: 0.95 sits more than three standard errors from both
+    assert step["new"]["success_rate"] < 0.95 < step["old"]["success_rate"]
     assert rule_weights() == {"a": 100, "b": 0}
-    # what the clients saw over the whole test: within the margin of the old group's figure
-    assert result["success_rate"] >= step["old"]["success_rate"] - MARGIN, result
+    # What the clients saw over the whole test: the broken group never had more than its 5%, so
+    # clients lost at most 5% of its failure rate (1 point; about 0.4 over the test's 14 s, as
+    # the step lasts about 5), plus the margin for noise. A 25% step would cost five times that.
+    lost_at_five_percent = 0.05 * (1 - step["new"]["success_rate"])
+    assert result["success_rate"] >= step["old"]["success_rate"] - lost_at_five_percent - MARGIN, (
+        result
+    )
 
 
 def test_shift_killed_halfway_resumes_from_the_weights_it_reads(at_zero, lab_env, tmp_path):
