@@ -110,3 +110,10 @@ def test_group_data_keeps_what_pyinfra_keeps(tmp_path: Path) -> None:
         "import os\nfrom json import dumps as _d\n__x = 1\n_sudo = True\nlisten_port = 81\n"
     )
     assert firewall_tfvars.group_data(env) == {"_sudo": True, "listen_port": 81}
+
+
+def test_missing_group_data_file_is_named_without_a_repr(tmp_path: Path) -> None:
+    missing = tmp_path / "env_nowhere.py"
+    with pytest.raises(firewall_tfvars.ListError) as caught:
+        firewall_tfvars.read_lists(missing)
+    assert str(caught.value) == f"cannot read {missing}: No such file or directory"

@@ -61,6 +61,9 @@ def group_data(path: Path, names: Sequence[str] = tuple(LISTS)) -> dict[str, Any
     _get_group_data). NAMES: what is being read, for the error message."""
     try:
         source = path.read_text()
+    except OSError as e:
+        raise ListError(f"cannot read {path}: {e.strerror}") from None
+    try:
         imported = _imported_names(ast.parse(source, filename=str(path)))
         found: dict[str, Any] = {"__file__": str(path)}
         exec(compile(source, str(path), "exec"), found)
