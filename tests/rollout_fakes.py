@@ -225,6 +225,7 @@ class Recorder:
         self.deployed: list[str] = []
         self.batches: list[list[str]] = []
         self.gated: list[str] = []
+        self.gated_groups: set[tuple[str, ...]] = set()  # the target groups each gate was given
 
     def deploy(self, *args):
         batch = [h.name for h in args[-1]]
@@ -239,8 +240,9 @@ class Recorder:
             "deploy_mixed", {h: plays.get(self.deploy_fail.get(h), "@chroot//") for h in batch}
         )
 
-    def gate(self, host, *_):
+    def gate(self, host, *settings):
         self.gated.append(host.name)
+        self.gated_groups |= {s.target_group_arns for s in settings}
         if host.name in self.unhealthy:
             return HealthResult(False, 6, (f"GET http://{host.address}:80/readyz answered 502",))
         return HealthResult(True, 1, ("ok",))
@@ -260,7 +262,9 @@ def spec(text):
     return parse_batches("--batches", text)
 
 
-def run_main(argv, rec=None, dry=None, hosts=HOSTS, env=None, target_health=None):
+def run_main(
+    argv, rec=None, dry=None, hosts=HOSTS, env=None, target_health=None, lb_target_groups=None
+):
     rec = rec or Recorder()
 
     def load(_settings):
@@ -274,6 +278,8 @@ def run_main(argv, rec=None, dry=None, hosts=HOSTS, env=None, target_health=None
     actions = Actions(load_hosts=load, deploy=rec.deploy, gate=rec.gate, dry_run=dry or in_step)
     if target_health is not None:  # the load balancer's view (lb_health.py); else never asked
         actions.target_health = target_health
+    if lb_target_groups is not None:  # the load balancer's target groups by its name
+        actions.lb_target_groups = lb_target_groups
     return main(argv, environ=env or {}, actions=actions), rec
 
 

@@ -71,6 +71,12 @@ def test_verify_job_checks_every_proxy(converged, lab_env, proxies):
     verify = ci_job(lab_env, "verify")
     assert verify.returncode == 0, verify.stdout[-3000:]
     assert all(n.name in verify.stdout for n in proxies)
+    # CI's default ROLLOUT_LOAD_BALANCER (proxy-$ENVIRONMENT, the lab's proxy-lab): the gate also
+    # read the load balancer's own view of each proxy, in the target group it is registered in
+    assert "target group(s) proxy-lab-a, proxy-lab-b of load balancer proxy-lab" in verify.stdout
+    for group, count in (("proxy-lab-a", 2), ("proxy-lab-b", 1)):
+        seen = f"load balancer: target group {group}: healthy"
+        assert verify.stdout.count(seen) == count, verify.stdout[-3000:]
 
 
 def test_drift_job_fails_naming_the_drifted_host_and_repair_job_fixes_it(

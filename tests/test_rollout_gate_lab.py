@@ -79,9 +79,10 @@ def test_gate_fails_when_the_firewall_drops_the_load_balancer_but_the_probe_pass
         lb_sees(victim.address, False)
         probe_only = run_rollout(env, "verify")
         with_lb = run_rollout(dict(env, ROLLOUT_TARGET_GROUP_ARNS=arns), "verify")
-        # A canary on the converged proxy: deployed with nothing to do, then gated.
+        # A canary on the converged proxy: deployed with nothing to do, then gated. The target
+        # groups by the load balancer's name this time, as CI's default ROLLOUT_LOAD_BALANCER.
         canary = run_rollout(
-            dict(env, ROLLOUT_TARGET_GROUP_ARNS=arns), "canary", "--canary", VICTIM
+            dict(env, ROLLOUT_LOAD_BALANCER=config.LB_NAME), "canary", "--canary", VICTIM
         )
     finally:
         on_host(VICTIM, f"nft delete table {BLOCK} 2>/dev/null || true")
@@ -104,3 +105,6 @@ def test_gate_fails_when_the_firewall_drops_the_load_balancer_but_the_probe_pass
     assert f"{VICTIM}: deployed: " in canary.stdout, canary.stdout + canary.stderr
     assert f"ROLLOUT ABORTED at {VICTIM}: health gate failed" in canary.stderr
     assert reason in canary.stderr
+    assert f"target group(s) proxy-lab-a, proxy-lab-b of load balancer {config.LB_NAME}" in (
+        canary.stdout
+    )

@@ -261,3 +261,154 @@ def test_main_dry_plan_names_the_target_groups(capsys):
     )
     assert code == EXIT_OK
     assert f"and healthy in the load balancer's target group(s) {ARN_A}" in capsys.readouterr().out
+
+
+# --- The load balancer by name (--load-balancer, ROLLOUT_LOAD_BALANCER) ---------------------------
+
+
+@pytest.mark.parametrize("name", ["proxy-production", "a", "x" * 32, " proxy-lab "])
+def test_load_balancer_name_as_elbv2_allows_it(name):
+    assert settings(["--load-balancer", name], {}).load_balancer == name.strip()
+
+
+@pytest.mark.parametrize("name", ["-proxy", "proxy-", "x" * 33, "proxy_lab", "arn:aws:x", "a b"])
+def test_bad_load_balancer_name_names_the_key_and_what_is_allowed(name):
+    with pytest.raises(RolloutError) as e:
+        settings([], {"ROLLOUT_LOAD_BALANCER": name})
+    assert e.value.exit_code == EXIT_USAGE
+    assert "ROLLOUT_LOAD_BALANCER=" in str(e.value) and "1 to 32 letters" in str(e.value)
+
+
+def test_target_groups_and_load_balancer_at_one_level_are_refused():
+    with pytest.raises(RolloutError, match="give one of them, not both") as e:
+        settings([], {"ROLLOUT_TARGET_GROUP_ARNS": ARN_A, "ROLLOUT_LOAD_BALANCER": "proxy-prod"})
+    assert "set ROLLOUT_LOAD_BALANCER empty" in str(e.value)
+    with pytest.raises(RolloutError, match="give one of them, not both"):
+        settings(["--target-group-arn", ARN_A, "--load-balancer", "proxy-prod"], {})
+
+
+def test_the_command_line_beats_the_environment_across_the_two_settings():
+    cli_arns = settings(["--target-group-arn", ARN_A], {"ROLLOUT_LOAD_BALANCER": "proxy-prod"})
+    assert (cli_arns.target_group_arns, cli_arns.load_balancer) == ((ARN_A,), None)
+    cli_lb = settings(["--load-balancer", "proxy-prod"], {"ROLLOUT_TARGET_GROUP_ARNS": ARN_A})
+    assert (cli_lb.target_group_arns, cli_lb.load_balancer) == ((), "proxy-prod")
+    # an empty variable (CI's way of leaving one unset) is no setting at all
+    empty = settings([], {"ROLLOUT_TARGET_GROUP_ARNS": ARN_A, "ROLLOUT_LOAD_BALANCER": " "})
+    assert (empty.target_group_arns, empty.load_balancer) == ((ARN_A,), None)
+
+
+def test_main_gates_on_every_target_group_of_the_named_load_balancer(capsys):
+    asked = []
+
+    def groups_of(name):
+        asked.append(name)
+        return (ARN_A, ARN_B)
+
+    code, rec = run_main(
+        ["verify"],
+        env={"ROLLOUT_LOAD_BALANCER": "proxy-prod"},
+        hosts=FLEET,
+        target_health=registered(*FLEET),
+        lb_target_groups=groups_of,
+    )
+    assert code == EXIT_OK and asked == ["proxy-prod"]
+    assert rec.gated_groups == {(ARN_A, ARN_B)}
+    out = capsys.readouterr().out
+    assert "target group(s) proxies-a, proxies-b of load balancer proxy-prod" in out
+
+
+def test_main_with_a_load_balancer_refuses_unregistered_hosts_naming_it(capsys):
+    code, rec = run_main(
+        ["canary", "--load-balancer", "proxy-prod"],
+        hosts=FLEET,
+        target_health=lambda arns: {ARN_A: {}},
+        lb_target_groups=lambda name: (ARN_A,),
+    )
+    assert code == EXIT_USAGE and rec.deployed == []
+    err = capsys.readouterr().err
+    assert "target group(s) proxies-a of load balancer proxy-prod" in err
+    assert "(--load-balancer / ROLLOUT_LOAD_BALANCER)" in err
+
+
+def test_drift_detection_never_looks_the_load_balancer_up():
+    def no_call(name):
+        raise AssertionError("drift looked up the load balancer")
+
+    code, _ = run_main(
+        ["drift"], env={"ROLLOUT_LOAD_BALANCER": "proxy-prod"}, lb_target_groups=no_call
+    )
+    assert code == EXIT_OK
+
+
+def elbv2_with_two_groups():
+    """A load balancer with a listener to group a and a weighted rule to a and b (as Terraform's
+    lb.tf), and a third group on no load balancer; in moto, in-process."""
+    import boto3
+
+    ec2 = boto3.client("ec2", region_name="eu-west-1")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"eu-west-1{z}")
+        for i, z in ((1, "a"), (2, "b"))
+    ]
+    elb = boto3.client("elbv2", region_name="eu-west-1")
+    lb = elb.create_load_balancer(
+        Name="proxy-prod", Subnets=[s["Subnet"]["SubnetId"] for s in subnets]
+    )["LoadBalancers"][0]["LoadBalancerArn"]
+    arns = {
+        name: elb.create_target_group(Name=name, Protocol="HTTP", Port=80, VpcId=vpc)[
+            "TargetGroups"
+        ][0]["TargetGroupArn"]
+        for name in ("proxy-prod-a", "proxy-prod-b", "elsewhere")
+    }
+    forward = {"Type": "forward", "TargetGroupArn": arns["proxy-prod-a"]}
+    listener = elb.create_listener(
+        LoadBalancerArn=lb, Protocol="HTTP", Port=80, DefaultActions=[forward]
+    )["Listeners"][0]["ListenerArn"]
+    weighted = {
+        "Type": "forward",
+        "ForwardConfig": {
+            "TargetGroups": [
+                {"TargetGroupArn": arns["proxy-prod-a"], "Weight": 100},
+                {"TargetGroupArn": arns["proxy-prod-b"], "Weight": 0},
+            ]
+        },
+    }
+    elb.create_rule(
+        ListenerArn=listener,
+        Priority=10,
+        Conditions=[{"Field": "path-pattern", "Values": ["/*"]}],
+        Actions=[weighted],
+    )
+    return arns
+
+
+def test_target_groups_of_a_load_balancer_by_name(aws, monkeypatch):
+    from moto import mock_aws
+
+    from tools.rollout.lb_health import target_groups_of
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.delenv("AWS_ENDPOINT_URL")  # mock_aws answers AWS's own URLs, in-process
+    with mock_aws():
+        arns = elbv2_with_two_groups()
+        found = target_groups_of("proxy-prod")
+        assert found == tuple(sorted([arns["proxy-prod-a"], arns["proxy-prod-b"]]))
+        with pytest.raises(RolloutError) as e:
+            target_groups_of("proxy-staging")
+    assert e.value.exit_code == EXIT_ERROR
+    message = str(e.value)
+    assert message.startswith("load balancer proxy-staging (--load-balancer / ROLLOUT_LOAD_BAL")
+    assert "LoadBalancerNotFound" in message and "in eu-west-1: Terraform names it" in message
+
+
+def test_target_groups_of_without_a_region_says_which_variable(aws, monkeypatch):
+    from tools.rollout.lb_health import target_groups_of
+
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    with pytest.raises(RolloutError, match="no AWS region: set AWS_DEFAULT_REGION"):
+        target_groups_of("proxy-prod")

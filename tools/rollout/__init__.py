@@ -66,14 +66,17 @@ must not turn a failure into a pass):
   (e.g. "reload nginx if the config changed") are listed there on every run. A host without its
   "checked" line was not reached: it is reported as not checked.
 
-The load balancer's view (--target-group-arn): the probe above goes from the runner to each
-proxy's private address, but the load balancer connects from its own subnets, so a firewall
-that admits the runner and not the load balancer passes the probe while the load balancer sees
-the proxy unhealthy. With target groups, every proxy the run gates must be registered (by its
-EC2 instance id) in one of them (checked before any host is touched, exit 2 otherwise), and
-after its probe the gate waits, with the same attempts and interval, until ELBv2
+The load balancer's view (--load-balancer or --target-group-arn): the probe above goes from
+the runner to each proxy's private address, but the load balancer connects from its own subnets,
+so a firewall that admits the runner and not the load balancer passes the probe while the load
+balancer sees the proxy unhealthy. With target groups, every proxy the run gates must be
+registered (by its EC2 instance id) in one of them (checked before any host is touched, exit 2
+otherwise), and after its probe the gate waits, with the same attempts and interval, until ELBv2
 DescribeTargetHealth says `healthy` in each group it is in; otherwise it fails with AWS's State,
 Reason and Description. An AWS error (no credentials, unknown ARN) is exit 4 with AWS's message.
+--load-balancer NAME (CI's default: proxy-$ENVIRONMENT) stands for every target group of that
+load balancer, looked up once (DescribeLoadBalancers, DescribeTargetGroups) before any host is
+touched; a name that is not found is exit 4, naming the region.
 
 This package owns the order of hosts, the health gate and the reports. It leaves alone what is
 deployed (deploy.py, tasks/) and which hosts exist (inventories/). Its modules, one job each:
@@ -103,6 +106,9 @@ Settings (command-line option > environment variable > default):
                                                   `terraform output -json target_group_arns`):
                                                   the gate also waits for the load balancer's
                                                   view (below)
+    --load-balancer     ROLLOUT_LOAD_BALANCER     (none)  or the load balancer by name: each of
+                                                  its target groups (not with the above at the
+                                                  same level: refused)
     --shard             CI_NODE_INDEX and         (every proxy)  I/N: shard I of N (above); an
                         CI_NODE_TOTAL             empty CI_NODE_INDEX is no shard (GitLab sets
                                                   CI_NODE_TOTAL=1 on every job without parallel)

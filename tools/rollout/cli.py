@@ -16,6 +16,7 @@ from tools.rollout.commands import (
     cmd_repair,
     cmd_rollout,
     cmd_verify,
+    with_load_balancer,
 )
 from tools.rollout.errors import RolloutError
 from tools.rollout.settings import (
@@ -27,6 +28,7 @@ from tools.rollout.settings import (
 )
 
 MODES = ("deploy", "canary", "fleet", "verify", "drift", "repair", "join-drift")
+GATED_MODES = ("deploy", "canary", "fleet", "verify", "repair")  # the modes that run the gate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
         "balancer sees each proxy healthy there (default: ROLLOUT_TARGET_GROUP_ARNS, else none)",
     )
     parser.add_argument(
+        "--load-balancer",
+        help="the load balancer by name (Terraform's <name_prefix>-<environment>): the gate "
+        "waits for its view in each of its target groups, as with --target-group-arn "
+        "(default: ROLLOUT_LOAD_BALANCER, else none)",
+    )
+    parser.add_argument(
         "--shard",
         help="I/N: only the proxies of shard I of N, by EC2 instance id (fleet, verify, drift, "
         "repair; default: CI_NODE_INDEX/CI_NODE_TOTAL when set, else every proxy)",
@@ -93,6 +101,8 @@ def main(
         out = Output(
             settings.report if args.mode not in ("drift", "repair", "join-drift") else None
         )
+        if args.mode in GATED_MODES:
+            settings = with_load_balancer(settings, actions, out)
         if args.mode in ("deploy", "canary", "fleet"):
             code = cmd_rollout(args.mode, settings, actions, out)
         elif args.mode == "verify":

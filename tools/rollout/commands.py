@@ -8,7 +8,7 @@ import json
 import shlex
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,7 +38,13 @@ from tools.rollout.hosts import (
     plan_batches,
     shard_hosts,
 )
-from tools.rollout.lb_health import FetchFn, describe_target_health, lb_gate
+from tools.rollout.lb_health import (
+    FetchFn,
+    describe_target_health,
+    lb_gate,
+    short_name,
+    target_groups_of,
+)
 from tools.rollout.pyinfra_cmd import (
     deploy_command,
     dry_run_command,
@@ -96,7 +102,16 @@ def _finish_rollout(result: RolloutResult, out: Output) -> int:
 
 
 def _groups(settings: Settings) -> str:
+    if settings.load_balancer:
+        names = ", ".join(short_name(arn) for arn in settings.target_group_arns)
+        return f"target group(s) {names} of load balancer {settings.load_balancer}"
     return "target group(s) " + ", ".join(settings.target_group_arns)
+
+
+def _groups_setting(settings: Settings) -> str:
+    if settings.load_balancer:
+        return "--load-balancer / ROLLOUT_LOAD_BALANCER"
+    return "--target-group-arn / ROLLOUT_TARGET_GROUP_ARNS"
 
 
 def gate_host(
@@ -120,6 +135,18 @@ class Actions:
     dry_run: Callable[[Settings, Sequence[Host], Sequence[str]], DryRun] = pyinfra_dry_run
     gate: Callable[[Host, Settings], HealthResult] = lambda host, s: gate_host(host, s)
     target_health: FetchFn = describe_target_health
+    lb_target_groups: Callable[[str], tuple[str, ...]] = target_groups_of
+
+
+def with_load_balancer(settings: Settings, actions: Actions, out: Output) -> Settings:
+    """--load-balancer NAME: its target groups become the gate's, looked up once before any host
+    is touched, and said."""
+    if not settings.load_balancer:
+        return settings
+    arns = actions.lb_target_groups(settings.load_balancer)
+    settings = replace(settings, target_group_arns=arns)
+    out(f"gate: the load balancer's view too, in its {_groups(settings)}")
+    return settings
 
 
 def _check_registered(settings: Settings, hosts: Sequence[Host], actions: Actions) -> None:
@@ -135,7 +162,7 @@ def _check_registered(settings: Settings, hosts: Sequence[Host], actions: Action
         raise RolloutError(
             "not registered in the load balancer's "
             + _groups(settings)
-            + " (--target-group-arn / ROLLOUT_TARGET_GROUP_ARNS), so the gate cannot see them "
+            + f" ({_groups_setting(settings)}), so the gate cannot see them "
             "as the load balancer does: "
             + ", ".join(f"{h.name} ({h.instance_id or 'no ec2_instance_id'})" for h in missing),
             EXIT_USAGE,

@@ -1,6 +1,7 @@
 """The load balancer's half of the health gate: whether the load balancer itself sees a proxy
 healthy, from ELBv2 DescribeTargetHealth of the known target groups (--target-group-arn,
-ROLLOUT_TARGET_GROUP_ARNS: Terraform's output `target_group_arns`).
+ROLLOUT_TARGET_GROUP_ARNS: Terraform's output `target_group_arns`; or every target group of the
+load balancer named by --load-balancer, ROLLOUT_LOAD_BALANCER, which CI sets by default).
 
 The runner's probe (gate.py) reaches each proxy's private address from the runner; the load
 balancer connects from its own subnets. A firewall that admits the runner but not those subnets
@@ -98,6 +99,42 @@ def describe_target_health(arns: Sequence[str]) -> GroupsHealth:
     return found
 
 
+def target_groups_of(load_balancer: str) -> tuple[str, ...]:
+    """The target groups of the load balancer named LOAD_BALANCER, in the session's region
+    (AWS_DEFAULT_REGION): DescribeLoadBalancers by name, then DescribeTargetGroups of its ARN.
+    Every group it forwards to, the weighted rule's included; an error when there is none."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    session = boto3.session.Session()
+    where = f"load balancer {load_balancer} (--load-balancer / ROLLOUT_LOAD_BALANCER)"
+    if not session.region_name:
+        raise RolloutError(f"{where}: no AWS region: set AWS_DEFAULT_REGION", EXIT_ERROR)
+    try:
+        client = session.client("elbv2")
+        found = client.describe_load_balancers(Names=[load_balancer])["LoadBalancers"]
+        pages = client.get_paginator("describe_target_groups").paginate(
+            LoadBalancerArn=found[0]["LoadBalancerArn"]
+        )
+        arns = [group["TargetGroupArn"] for page in pages for group in page["TargetGroups"]]
+    except (BotoCoreError, ClientError) as e:
+        response = getattr(e, "response", None) or {}
+        code = response.get("Error", {}).get("Code")
+        hint = {
+            "LoadBalancerNotFound": f" in {session.region_name}: Terraform names it "
+            "<name_prefix>-<environment>, e.g. proxy-production",
+            "AccessDenied": " (the runner's role needs elasticloadbalancing:DescribeLoadBalancers "
+            "and DescribeTargetGroups)",
+        }.get(code or "", "")
+        text = response.get("Error", {}).get("Message") or str(e)
+        raise RolloutError(
+            f"{where}: {code or type(e).__name__}: {text}{hint}", EXIT_ERROR
+        ) from None
+    if not arns:
+        raise RolloutError(f"{where} has no target group: nothing to gate on", EXIT_ERROR)
+    return tuple(sorted(arns))
+
+
 def lb_verdict(host: Host, groups: GroupsHealth) -> tuple[bool, bool, tuple[str, ...]]:
     """(final, ok, details) of one look at the load balancer's view of `host`. Final: waiting
     cannot change it (healthy everywhere, or registered nowhere)."""
@@ -110,13 +147,13 @@ def lb_verdict(host: Host, groups: GroupsHealth) -> tuple[bool, bool, tuple[str,
         why = f"{host.instance_id} is registered in none of the target groups ({known})"
         return True, False, (f"load balancer: {why}",)
     details = tuple(
-        f"load balancer: target group {_short(arn)}: {state}" for arn, state in states.items()
+        f"load balancer: target group {short_name(arn)}: {state}" for arn, state in states.items()
     )
     ok = all(state.state == "healthy" for state in states.values())
     return ok, ok, details
 
 
-def _short(arn: str) -> str:
+def short_name(arn: str) -> str:
     """arn:...:targetgroup/proxy-lab-a/0123 -> proxy-lab-a (the name is what people know)."""
     return arn.split(":")[-1].split("/")[1] if "targetgroup/" in arn else arn
 

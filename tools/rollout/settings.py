@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
@@ -95,6 +96,8 @@ class Settings:
     health_host: str | None = None
     # The load balancer's target groups: the gate also waits for its own view (lb_health.py).
     target_group_arns: tuple[str, ...] = ()
+    # Or the load balancer by name: its target groups, looked up before any host is touched.
+    load_balancer: str | None = None
     dry: bool = False
     report: Path | None = None
     shard: Shard | None = None  # None: every proxy (1/1 is None too)
@@ -114,6 +117,7 @@ _SETTING_SOURCES: tuple[tuple[str, str, str | None], ...] = (
     ("health_interval", "--health-interval", "HEALTH_INTERVAL"),
     ("health_host", "--health-host", "HEALTH_HOST"),
     ("target_group_arns", "--target-group-arn", "ROLLOUT_TARGET_GROUP_ARNS"),
+    ("load_balancer", "--load-balancer", "ROLLOUT_LOAD_BALANCER"),
 )
 
 
@@ -197,6 +201,19 @@ def parse_target_group_arns(key: str, value: str) -> tuple[str, ...]:
     return arns
 
 
+def parse_load_balancer_name(key: str, value: str) -> str:
+    """An Application Load Balancer's name, as ELBv2 allows it: 1 to 32 letters, digits and
+    hyphens, not starting or ending with a hyphen (Terraform's <name_prefix>-<environment>)."""
+    name = value.strip()
+    if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9-]{0,30}[A-Za-z0-9])?", name):
+        raise RolloutError(
+            f"{key}={value!r}: expected a load balancer name, 1 to 32 letters, digits and "
+            "hyphens, not starting or ending with a hyphen (e.g. proxy-production)",
+            EXIT_USAGE,
+        )
+    return name
+
+
 def parse_batches(key: str, value: str) -> tuple[BatchItem, ...]:
     """Parse a batch list such as "1,25%,100%" (counts of 1 or more, percentages 1-100%)."""
     error = RolloutError(
@@ -271,6 +288,8 @@ def _convert(name: str, key: str, value: str) -> object:
         return parse_checks(key, value)
     if name == "target_group_arns":
         return parse_target_group_arns(key, value)
+    if name == "load_balancer":
+        return parse_load_balancer_name(key, value)
     if name == "health_attempts":
         return _int_in_range(key, value, 1)
     return _positive_float(key, value)
@@ -308,14 +327,16 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
     """Build the settings: a command-line option wins over its environment variable; an empty
     environment variable counts as unset (CI passes unset variables as empty strings)."""
     values: dict[str, object] = {}
+    sources: dict[str, str] = {}
     for name, option, env in _SETTING_SOURCES:
         given = getattr(args, name)
         if isinstance(given, list):  # --health-check and --target-group-arn may be repeated
             given = ",".join(given) if given else None
         if given is not None:
-            values[name] = _convert(name, option, given)
+            values[name], sources[name] = _convert(name, option, given), option
         elif env and environ.get(env, "").strip():
-            values[name] = _convert(name, env, environ[env])
+            values[name], sources[name] = _convert(name, env, environ[env]), env
+    _one_target_group_source(values, sources)
     batches = _batches_from(args, environ)
     if batches is not None:
         values["batches"] = batches
@@ -326,6 +347,22 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
     if args.pyinfra:
         values["pyinfra"] = tuple(shlex.split(args.pyinfra))
     return Settings(**values)
+
+
+def _one_target_group_source(values: dict[str, object], sources: dict[str, str]) -> None:
+    """Target group ARNs and a load balancer name say the same thing: the command line beats the
+    environment, and both at the same level are refused rather than one silently ignored."""
+    if "target_group_arns" not in values or "load_balancer" not in values:
+        return
+    arns_key, lb_key = sources["target_group_arns"], sources["load_balancer"]
+    if arns_key.startswith("--") == lb_key.startswith("--"):
+        in_ci = "" if lb_key.startswith("--") else f"; in CI, set {lb_key} empty to use {arns_key}"
+        raise RolloutError(
+            f"{arns_key} and {lb_key}={values['load_balancer']}: give one of them, not both "
+            f"(the target groups, or the load balancer whose target groups they are{in_ci})",
+            EXIT_USAGE,
+        )
+    del values["load_balancer" if arns_key.startswith("--") else "target_group_arns"]
 
 
 def check_mode_takes_shard(mode: str, shard: Shard | None) -> None:
