@@ -48,6 +48,11 @@ def members_of(lab_state: dict) -> list[Node]:
 def up(proxies: int, suites: dict[int, str]) -> dict:
     """Bring the lab up; a lab already running is left as it is. A failure undoes everything."""
     preflight()
+    with state.exclusive():
+        return _up_locked(proxies, suites)
+
+
+def _up_locked(proxies: int, suites: dict[int, str]) -> dict:
     lab_state = state.load()
     if lab_state["pids"] and not all(map(state.pid_alive, lab_state["pids"].values())):
         down()  # left over from a stopped session or a reboot: its hosts are stale, start clean
@@ -155,6 +160,11 @@ def backend_control(path: str = "/", payload: dict | None = None) -> dict:
 
 def down() -> None:
     """Remove everything `up` made: processes by recorded PID, hosts, network, state. Repeatable."""
+    with state.exclusive():
+        _down_locked()
+
+
+def _down_locked() -> None:
     lab_state = state.load()
     pids = lab_state.get("pids", {})
     for name in [n for n in pids if n not in ("backend", "moto")] + ["backend", "moto"]:

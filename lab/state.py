@@ -3,14 +3,41 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from lab import config
+
+_held = 0  # how deep this process is inside `exclusive()`: `up` calls `down` on failure
+
+
+@contextlib.contextmanager
+def exclusive() -> Iterator[None]:
+    """One `up` or `down` at a time on this machine, whoever runs it (make demo, a test session,
+    a bench). Two at once would each save the record from their own copy, and the PIDs one of
+    them recorded would be lost: its processes would outlive `down`. Reentrant in one process."""
+    global _held
+    if _held:
+        _held += 1
+        try:
+            yield
+        finally:
+            _held -= 1
+        return
+    config.STATE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(config.STATE_DIR / "lab.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, or the process dies
+        _held = 1
+        try:
+            yield
+        finally:
+            _held = 0
 
 
 def load() -> dict[str, Any]:

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from lab import __main__ as cli
-from lab import config, core
+from lab import config, core, state
 from lab.testinfra_host import lab_host
 
 
@@ -109,3 +109,20 @@ def test_testinfra_host_runs_its_commands_through_run_in(monkeypatch, tmp_path):
     assert {(name, tuple(cmd), kwargs["text"]) for name, cmd, kwargs in seen} == {
         ("proxy-1", ("/bin/sh", "-c"), False)
     }
+
+
+def test_up_and_down_hold_the_lab_lock_and_nest(tmp_path, monkeypatch):
+    """Two `up`/`down` at once would each save the record from their own copy (PIDs lost, their
+    processes left running): each holds lab.lock, which another process cannot take meanwhile;
+    `up` calls `down` on a failure, so the lock nests in one process."""
+    monkeypatch.setattr(config, "STATE_DIR", tmp_path)
+    lock = str(tmp_path / "lab.lock")
+
+    def another_process_can_take_it() -> bool:
+        return subprocess.run(["flock", "--nonblock", lock, "true"]).returncode == 0
+
+    with state.exclusive():
+        with state.exclusive():
+            assert not another_process_can_take_it()
+        assert not another_process_can_take_it()
+    assert another_process_can_take_it()
