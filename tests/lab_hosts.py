@@ -1,5 +1,6 @@
 """What the lab tests share: commands on a lab host, the managed nginx.conf, GitLab CI jobs run
-locally against the lab, and the sabotage that makes a proxy fail the runner's health checks.
+locally against the lab, the sabotage that makes a proxy fail the runner's health checks, and
+waiting for the lab load balancer's own view of a proxy.
 
 Not a test module: the lab test files import from it (pytest puts tests/ on the path).
 """
@@ -8,11 +9,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import REPO
 
-from lab import core
+from lab import core, lb
 
 PROXY_LOG = "/var/log/nginx/proxy_access.log"
 MANAGED = "/etc/nginx/nginx.conf"  # the managed file the drift and pipeline tests edit
@@ -76,3 +78,13 @@ def run_rollout(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=600,
     )
+
+
+def lb_sees(address: str, healthy: bool, timeout: float = 30.0) -> None:
+    """Wait until the lab's load balancer has judged ADDRESS (two checks in a row)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if lb.read_state().get("healthy", {}).get(address) is healthy:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the lab load balancer never saw {address} healthy={healthy}")

@@ -14,29 +14,18 @@ LAB_STAGE 41: with the rollout's other lab tests, after the pipeline's.
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from conftest import run_deploy
-from lab_hosts import on_host, run_rollout
+from lab_hosts import lb_sees, on_host, run_rollout
 
-from lab import config, fakeaws, lb
+from lab import config, fakeaws
 
 pytestmark = pytest.mark.lab
 LAB_STAGE = 41
 
 BLOCK = "inet lab_gate_test"  # the test's own table: the deploy's tables stay as they are
 VICTIM = "proxy-2"
-
-
-def lb_sees(address: str, healthy: bool, timeout: float = 30.0) -> None:
-    """Wait until the lab's load balancer has judged ADDRESS (two checks in a row)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if lb.read_state().get("healthy", {}).get(address) is healthy:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"the lab load balancer never saw {address} healthy={healthy}")
 
 
 @pytest.fixture
