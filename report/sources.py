@@ -371,23 +371,10 @@ def ssh_log_lines(
     read_timeout: float = SSH_READ_TIMEOUT,
 ) -> Iterator[bytes]:
     """Stream `sudo -n cat LOG` from one proxy, line by line; a non-zero exit is a SourceError."""
-    known = str(auth.known_hosts) if auth.known_hosts else "~/.ssh/known_hosts"
-    jump_client = None
-    client = _host_keys_client(auth.known_hosts)
+    client, jump_client = connect_proxy(target, auth, timeout=timeout)
     try:
-        sock = None
-        if target.jump is not None:
-            jump_client = _host_keys_client(auth.known_hosts, system_too=True)
-            sock = _bastion_channel(jump_client, target, auth, known=known, timeout=timeout)
         channel = _start_cat(
-            client,
-            target,
-            auth,
-            log_path,
-            sock=sock,
-            known=known,
-            timeout=timeout,
-            read_timeout=read_timeout,
+            client, target, auth, log_path, timeout=timeout, read_timeout=read_timeout
         )
         yield from _cat_output(channel, f"{target.hostname}:{target.port}", log_path)
     finally:
@@ -395,6 +382,34 @@ def ssh_log_lines(
         client.close()
         if jump_client is not None:
             jump_client.close()
+
+
+def connect_proxy(
+    target: SshTarget, auth: SshAuth, *, timeout: float = SSH_TIMEOUT
+) -> tuple[paramiko.SSHClient, paramiko.SSHClient | None]:
+    """Log in to one proxy, through the bastion when there is one (EC2_INVENTORY_BASTION),
+    unknown host keys refused: (the proxy's client, the bastion's or None), for the caller to
+    close. A failure is a SourceError saying why, and leaves nothing open."""
+    known = _known_hosts_label(auth)
+    client = _host_keys_client(auth.known_hosts)
+    jump_client = None
+    try:
+        sock = None
+        if target.jump is not None:
+            jump_client = _host_keys_client(auth.known_hosts, system_too=True)
+            sock = _bastion_channel(jump_client, target, auth, known=known, timeout=timeout)
+        _login(client, target, auth, sock=sock, known=known, timeout=timeout)
+    except BaseException:
+        client.close()
+        if jump_client is not None:
+            jump_client.close()
+        raise
+    return client, jump_client
+
+
+def _known_hosts_label(auth: SshAuth) -> str:
+    """Where the proxies' host keys are read from, as the error messages name it."""
+    return str(auth.known_hosts) if auth.known_hosts else "~/.ssh/known_hosts"
 
 
 def _bastion_channel(
@@ -438,19 +453,16 @@ def _bastion_channel(
         ) from None
 
 
-def _start_cat(
+def _login(
     client: paramiko.SSHClient,
     target: SshTarget,
     auth: SshAuth,
-    log_path: str,
     *,
     sock: paramiko.Channel | None,
     known: str,
     timeout: float,
-    read_timeout: float,
-) -> paramiko.Channel:
-    """Log in to the proxy (over `sock` when a bastion carries the connection) and start
-    `remote_command` on it; the channel its output comes on."""
+) -> None:
+    """Log in to the proxy (over `sock` when a bastion carries the connection)."""
     import paramiko
 
     try:
@@ -466,20 +478,42 @@ def _start_cat(
             auth_timeout=timeout,
             sock=sock,
         )
+    except (OSError, paramiko.SSHException) as e:
+        raise _proxy_failure(target, auth, e, known) from None
+
+
+def _start_cat(
+    client: paramiko.SSHClient,
+    target: SshTarget,
+    auth: SshAuth,
+    log_path: str,
+    *,
+    timeout: float,
+    read_timeout: float,
+) -> paramiko.Channel:
+    """Start `remote_command` on the proxy `client` is logged in to; the channel its output
+    comes on."""
+    import paramiko
+
+    try:
         transport = client.get_transport()
         assert transport is not None
         channel = transport.open_session(timeout=timeout)
         channel.settimeout(read_timeout)
         channel.exec_command(remote_command(log_path))
     except (OSError, paramiko.SSHException) as e:
-        raise _ssh_failure(
-            f"{target.hostname}:{target.port}",
-            e,
-            user=target.user,
-            key="DEPLOY_SSH_KEY" if auth.key else "the SSH agent and default keys",
-            known=known,
-        ) from None
+        raise _proxy_failure(target, auth, e, _known_hosts_label(auth)) from None
     return channel
+
+
+def _proxy_failure(target: SshTarget, auth: SshAuth, error: Exception, known: str) -> SourceError:
+    return _ssh_failure(
+        f"{target.hostname}:{target.port}",
+        error,
+        user=target.user,
+        key="DEPLOY_SSH_KEY" if auth.key else "the SSH agent and default keys",
+        known=known,
+    )
 
 
 def _cat_output(channel: paramiko.Channel, where: str, log_path: str) -> Iterator[bytes]:

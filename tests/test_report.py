@@ -32,7 +32,7 @@ from report.sources import (
     UsageError,
     _bastion_channel,
     _cat_output,
-    _start_cat,
+    _login,
     list_s3_keys,
     load_proxy_targets,
     parse_s3_url,
@@ -839,23 +839,14 @@ def test_cat_output_broken_stream_says_how_many_lines_were_read() -> None:
         list(_cat_output(channel, "h:22", "/x"))
 
 
-def test_start_cat_refused_login_names_the_user_and_the_key() -> None:
+def test_refused_login_names_the_user_and_the_key() -> None:
     import paramiko
 
     client = RefusingClient(paramiko.AuthenticationException("no"))
     target = SshTarget("proxy-1", "10.0.0.1", 22, "admin")
     auth = SshAuth(key=None, known_hosts=None)
     with pytest.raises(SourceError) as e:
-        _start_cat(
-            client,  # type: ignore[arg-type]
-            target,
-            auth,
-            "/x",
-            sock=None,
-            known="kh",
-            timeout=1,
-            read_timeout=1,
-        )
+        _login(client, target, auth, sock=None, known="kh", timeout=1)  # type: ignore[arg-type]
     assert str(e.value) == (
         "login to 10.0.0.1:22 as admin refused with the SSH agent and default keys"
     )

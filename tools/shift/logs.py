@@ -53,20 +53,6 @@ def in_window(lines: Iterable[bytes | str], start: datetime, end: datetime) -> l
     return out
 
 
-def _ssh_client(auth: Any) -> Any:
-    """A paramiko client that refuses unknown host keys (DEPLOY_SSH_KNOWN_HOSTS, else the
-    system's known hosts)."""
-    import paramiko
-
-    c = paramiko.SSHClient()
-    if auth.known_hosts is None:
-        c.load_system_host_keys()
-    else:
-        c.load_host_keys(str(auth.known_hosts))
-    c.set_missing_host_key_policy(paramiko.RejectPolicy())
-    return c
-
-
 class RemoteLog:
     """One proxy's access log over SSH (one connection for the whole shift): its size now, and
     the lines written since a given size (`tail -c +N`; a log that shrank was rotated: all of it).
@@ -80,44 +66,17 @@ class RemoteLog:
         self._client: Any = None
         self._jump: Any = None
 
-    def _through_jump(self) -> Any:
-        """A channel to the proxy through the bastion (EC2_INVENTORY_BASTION), or None."""
-        t = self._target
-        if t.jump is None:
-            return None
-        self._jump = _ssh_client(self._auth)
-        self._jump.load_system_host_keys()
-        self._jump.connect(
-            t.jump.host, t.jump.port, username=t.jump.user, key_filename=t.jump.key_file, timeout=10
-        )
-        transport = self._jump.get_transport()
-        return transport.open_channel("direct-tcpip", (t.hostname, t.port), ("127.0.0.1", 0), 10)
-
     def _connect(self) -> Any:
-        import paramiko
+        """The proxy's client, logged in on first use (report.sources.connect_proxy)."""
+        from report.sources import SourceError, connect_proxy
 
-        if self._client is not None:
-            return self._client
-        t, auth = self._target, self._auth
-        try:
-            sock = self._through_jump()
-            self._client = _ssh_client(auth)
-            self._client.connect(
-                t.hostname,
-                t.port,
-                username=t.user,
-                pkey=auth.key,
-                allow_agent=auth.key is None,
-                look_for_keys=auth.key is None,
-                timeout=10,
-                banner_timeout=10,
-                auth_timeout=10,
-                sock=sock,
-            )
-        except (OSError, paramiko.SSHException) as e:
-            self.close()
-            where = f"{self.name} ({t.hostname}:{t.port})"
-            raise ShiftError(f"cannot reach {where} over SSH: {e}") from None
+        if self._client is None:
+            t = self._target
+            try:
+                self._client, self._jump = connect_proxy(t, self._auth)
+            except SourceError as e:
+                where = f"{self.name} ({t.hostname}:{t.port})"
+                raise ShiftError(f"cannot reach {where} over SSH: {e}") from None
         return self._client
 
     def _run(self, command: str) -> Iterable[bytes]:
