@@ -48,6 +48,11 @@ def instance_id(name: str) -> str:
     return next(i["id"] for i in fakeaws.instances() if i["name"] == name)
 
 
+def shipping_journal(host: str) -> str:
+    """What systemd said of the shipper's last runs on HOST, for a failed start's message."""
+    return on_host(host, "journalctl -u proxy-log-shipping.service -n 30 --no-pager -o cat")
+
+
 def rotate_and_ship(host: str) -> subprocess.CompletedProcess:
     on_host(host, "logrotate -f /etc/logrotate.d/nginx")
     return core.run_in(host, ["systemctl", "start", "proxy-log-shipping.service"])
@@ -67,7 +72,7 @@ def test_rotated_log_lands_in_s3_under_the_instance_id(deployed, proxies):
     node = proxies[0]
     sent = core.traffic("loadgen", f"http://{node.address}/appointments", requests=150)
     shipping = rotate_and_ship(node.name)
-    assert shipping.returncode == 0, shipping.stderr
+    assert shipping.returncode == 0, shipping.stderr + shipping_journal(node.name)
     lines = shipped_lines(instance_id(node.name))
     assert sum(1 for entry in lines if entry.get("path") == "/appointments") >= (sent["requests"])
 
@@ -90,7 +95,7 @@ def test_failed_upload_is_retried_by_the_next_run_and_nothing_is_lost(deployed, 
     finally:
         on_host(node.name, f"nft delete table {BLOCK}")
     retried = core.run_in(node.name, ["systemctl", "start", "proxy-log-shipping.service"])
-    assert retried.returncode == 0, retried.stderr
+    assert retried.returncode == 0, retried.stderr + shipping_journal(node.name)
     lines = shipped_lines(instance_id(node.name))
     assert sum(1 for entry in lines if entry.get("path") == "/pets/5") >= 100
     again = core.run_in(node.name, ["systemctl", "start", "proxy-log-shipping.service"])
@@ -117,7 +122,7 @@ def test_rotated_audit_log_ships_from_the_sandbox_under_its_own_prefix(deployed,
         )
         try:
             shipping = core.run_in(node.name, ["systemctl", "start", "proxy-log-shipping.service"])
-            assert shipping.returncode == 0, shipping.stderr
+            assert shipping.returncode == 0, shipping.stderr + shipping_journal(node.name)
             assert "DynamicUser=yes" in on_host(
                 node.name, "systemctl show -p DynamicUser proxy-log-shipping.service"
             )
